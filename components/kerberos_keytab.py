@@ -1,0 +1,196 @@
+"""KerberosKeytab: one instance's Kerberos identity, and the ticket its pods share.
+
+The keytab is mounted in one place only, the renewer, which runs `airflow kerberos` to keep a TGT fresh in
+a ticket cache on a small ReadWriteMany volume. Consumers (scheduler, api-server, task pods) mount that
+volume and the krb5.conf and so hold a ticket without ever seeing the keytab: the way Wikimedia shares its
+TGT with task pods, minus the keytab they had to add back to every task pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.config import KerberosSettings, PlacementSettings
+
+COMPONENT = "kerberos"
+KEYTAB_DIR = "/etc/airflow-keytab"
+KEYTAB_PATH = f"{KEYTAB_DIR}/airflow.keytab"
+KRB5_CONFIG_DIR = "/etc/airflow-krb5"
+KRB5_CONFIG_PATH = f"{KRB5_CONFIG_DIR}/krb5.conf"
+CCACHE_DIR = "/var/run/airflow-krb5"
+CCACHE_PATH = f"{CCACHE_DIR}/krb5cc"
+
+
+def krb5_conf(settings: KerberosSettings) -> str:
+    kdcs = "\n".join(f"    kdc = {kdc}" for kdc in settings.kdcs)
+    admin = f"\n    admin_server = {settings.admin_server}" if settings.admin_server else ""
+    # Canonicalising through DNS and reverse DNS breaks principals behind load balancers and in pods,
+    # whose PTR records rarely match (Wikimedia had to pin host aliases before turning both off).
+    return f"""[libdefaults]
+  default_realm = {settings.realm}
+  dns_lookup_realm = false
+  dns_lookup_kdc = false
+  dns_canonicalize_hostname = false
+  rdns = false
+  ticket_lifetime = {settings.ticket_lifetime}
+  renew_lifetime = {settings.renew_lifetime}
+  forwardable = true
+  udp_preference_limit = 1
+
+[realms]
+  {settings.realm} = {{
+{kdcs}{admin}
+  }}
+"""
+
+
+@dataclass
+class KerberosKeytabArgs:
+    instance: str
+    namespace: pulumi.Input[str]
+    settings: KerberosSettings
+    keytab_base64: pulumi.Input[str]
+    image: str
+    service_account_name: pulumi.Input[str]
+    image_pull_policy: str = "IfNotPresent"
+    placement: PlacementSettings = field(default_factory=PlacementSettings)
+
+
+class KerberosKeytab(pulumi.ComponentResource):
+    """Exposes `volumes`, `volume_mounts` and `env` for every pod that needs the ticket."""
+
+    volumes: list[k8s.core.v1.VolumeArgs]
+    volume_mounts: list[k8s.core.v1.VolumeMountArgs]
+    env: list[k8s.core.v1.EnvVarArgs]
+
+    def __init__(self, name: str, args: KerberosKeytabArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("airflow-platform:index:KerberosKeytab", name, None, opts)
+        self._args = args
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.keytab_secret = k8s.core.v1.Secret(
+            f"{name}-keytab",
+            metadata=self._meta("keytab"),
+            data={"airflow.keytab": pulumi.Output.secret(args.keytab_base64)},
+            opts=child,
+        )
+        self.config_map = k8s.core.v1.ConfigMap(
+            f"{name}-krb5-conf", metadata=self._meta("krb5-conf"), data={"krb5.conf": krb5_conf(args.settings)}, opts=child
+        )
+        self.ticket_cache = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-ccache",
+            metadata=self._meta("krb5-ccache"),
+            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteMany"],
+                storage_class_name=args.settings.ccache_storage_class,
+                resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": args.settings.ccache_size}),
+            ),
+            # Nothing waits for the claim to bind: a WaitForFirstConsumer class binds only with the renewer.
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.volumes = [
+            k8s.core.v1.VolumeArgs(
+                name="krb5-ccache",
+                # Plain names, not Outputs: the volumes also go into the task pod template file.
+                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                    claim_name=kube.resource_name(args.instance, "krb5-ccache")
+                ),
+            ),
+            k8s.core.v1.VolumeArgs(
+                name="krb5-conf",
+                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=kube.resource_name(args.instance, "krb5-conf")),
+            ),
+        ]
+        # Consumers mount the cache writable: libkrb5 stores the service tickets it gets in the same cache.
+        self.volume_mounts = [
+            k8s.core.v1.VolumeMountArgs(name="krb5-ccache", mount_path=CCACHE_DIR),
+            k8s.core.v1.VolumeMountArgs(name="krb5-conf", mount_path=KRB5_CONFIG_DIR, read_only=True),
+        ]
+        self.env = [
+            k8s.core.v1.EnvVarArgs(name="KRB5CCNAME", value=f"FILE:{CCACHE_PATH}"),
+            k8s.core.v1.EnvVarArgs(name="KRB5_CONFIG", value=KRB5_CONFIG_PATH),
+        ]
+        self.renewer = self._renewer()
+        self.register_outputs(
+            {
+                "keytab_secret": self.keytab_secret.metadata.name,
+                "krb5_config_map": self.config_map.metadata.name,
+                "ticket_cache_claim": self.ticket_cache.metadata.name,
+            }
+        )
+
+    def _meta(self, role: str) -> k8s.meta.v1.ObjectMetaArgs:
+        return kube.object_meta(
+            self._args.instance, COMPONENT, self._args.namespace, kube.resource_name(self._args.instance, role)
+        )
+
+    def _renewer(self) -> k8s.apps.v1.Deployment:
+        args = self._args
+        scratch_volumes, scratch_mounts = kube.scratch_volumes()
+        keytab_volume = k8s.core.v1.VolumeArgs(
+            name="keytab",
+            secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=self.keytab_secret.metadata.name, default_mode=0o440),
+        )
+        env = [
+            *self.env,
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__CORE__SECURITY", value="kerberos"),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__PRINCIPAL", value=args.settings.principal),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__KEYTAB", value=KEYTAB_PATH),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__CCACHE", value=CCACHE_PATH),
+            k8s.core.v1.EnvVarArgs(
+                name="AIRFLOW__KERBEROS__REINIT_FREQUENCY", value=str(args.settings.reinit_frequency_seconds)
+            ),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__INCLUDE_IP", value="False"),
+            # The renewer needs no database; skip the image entrypoint's wait for one.
+            k8s.core.v1.EnvVarArgs(name="CONNECTION_CHECK_MAX_COUNT", value="0"),
+        ]
+        selector = kube.selector_labels(args.instance, COMPONENT)
+        container = k8s.core.v1.ContainerArgs(
+            name="renewer",
+            image=args.image,
+            image_pull_policy=args.image_pull_policy,
+            args=["kerberos"],
+            env=env,
+            resources=kube.resource_requirements(args.settings.renewer_resources),
+            security_context=kube.restricted_container_security_context(),
+            volume_mounts=[
+                *self.volume_mounts,
+                k8s.core.v1.VolumeMountArgs(name="keytab", mount_path=KEYTAB_DIR, read_only=True),
+                *scratch_mounts,
+            ],
+            # Alive means holding a valid ticket, not merely running: klist -s exits 1 on an expired cache.
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                exec_=k8s.core.v1.ExecActionArgs(command=["klist", "-s", "-c", CCACHE_PATH]),
+                initial_delay_seconds=60,
+                period_seconds=60,
+                failure_threshold=3,
+            ),
+        )
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-renewer",
+            metadata=self._meta("kerberos"),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                # Two renewers would race on the same cache file.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(args.instance, COMPONENT)),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=args.service_account_name,
+                        automount_service_account_token=False,
+                        security_context=kube.restricted_pod_security_context(),
+                        containers=[container],
+                        volumes=[*self.volumes, keytab_volume, *scratch_volumes],
+                        node_selector=dict(args.placement.node_selector) or None,
+                        tolerations=kube.tolerations(args.placement) or None,
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -1,0 +1,191 @@
+"""The Kubernetes facts every component shares, each in one place: names, labels, security contexts,
+resources and the Airflow image's user.
+
+Components build their objects from these helpers so that a Deployment, a Job and the task pod template
+cannot drift apart (the official chart's templates famously do).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pulumi_kubernetes as k8s
+
+PROJECT = "airflow-platform"
+
+# The official image runs as uid 50000 and requires gid 0 (its entrypoint refuses any other group).
+AIRFLOW_UID = 50000
+AIRFLOW_GID = 0
+AIRFLOW_HOME = "/opt/airflow"
+
+API_SERVER_PORT = 8080
+SCHEDULER_HEALTH_PORT = 8974
+POSTGRES_PORT = 5432
+
+MAX_NAME_LENGTH = 63
+# A CronJob's name is capped lower because the controller appends an 11-character suffix to its Jobs.
+MAX_CRONJOB_NAME_LENGTH = 52
+
+# Every role a component names an object after. Settings validation checks the instance name against the
+# longest of these, so a name that is too long is rejected before anything is created.
+ROLES = (
+    "api-server",
+    "scheduler",
+    "dag-processor",
+    "triggerer",
+    "task",
+    "migrate",
+    "kerberos",
+    "keytab",
+    "krb5-conf",
+    "krb5-ccache",
+    "config",
+    "secrets",
+    "connections",
+    "pod-template",
+    "webserver-config",
+    "git-sync",
+    "s3",
+    "pg",
+    "db-credentials",
+    "pg-s3",
+    "pg-backups",
+    "pg-daily",
+    "pgbouncer",
+    "quota",
+    "limits",
+)
+CRONJOB_ROLES = ("cleanup",)
+# CloudNativePG derives Services, Secrets and pods from the Cluster name (`<instance>-pg`); the longest
+# suffix it adds is `-replication`.
+CNPG_DERIVED_SUFFIXES = ("-replication", "-superuser", "-server", "-rw", "-ro", "-r", "-app", "-ca", "-1")
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def resource_name(instance: str, role: str) -> str:
+    """The Kubernetes name of the object that plays `role` in `instance`: `<instance>-<role>`."""
+    return f"{instance}-{role}"
+
+
+def migration_job_name(instance: str, airflow_version: str) -> str:
+    # One Job per Airflow version: a Job's pod template is immutable, and an upgrade must migrate once.
+    return resource_name(instance, "migrate-" + airflow_version.replace(".", "-").lower())
+
+
+def all_derived_names(instance: str, airflow_version: str) -> list[tuple[str, int]]:
+    """Every name this instance will create, with the limit that applies to it."""
+    names = [(resource_name(instance, role), MAX_NAME_LENGTH) for role in ROLES]
+    names += [(resource_name(instance, role), MAX_CRONJOB_NAME_LENGTH) for role in CRONJOB_ROLES]
+    names += [(resource_name(instance, "pg") + suffix, MAX_NAME_LENGTH) for suffix in CNPG_DERIVED_SUFFIXES]
+    names.append((migration_job_name(instance, airflow_version), MAX_NAME_LENGTH))
+    return names
+
+
+def name_length_problems(instance: str, airflow_version: str) -> list[str]:
+    too_long = [(name, limit) for name, limit in all_derived_names(instance, airflow_version) if len(name) > limit]
+    if not too_long:
+        return []
+    name, limit = max(too_long, key=lambda item: len(item[0]) - item[1])
+    allowed = len(instance) - (len(name) - limit)
+    return [
+        f"derived name '{name}' would be {len(name)} characters (Kubernetes allows {limit}); "
+        f"use an instance name of at most {allowed} characters"
+    ]
+
+
+def is_dns1123_label(value: str) -> bool:
+    return len(value) <= MAX_NAME_LENGTH and bool(_DNS1123_LABEL.match(value))
+
+
+def labels(instance: str, component: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The recommended `app.kubernetes.io/*` labels for an object of `component` in `instance`."""
+    return {
+        **selector_labels(instance, component),
+        "app.kubernetes.io/part-of": PROJECT,
+        "app.kubernetes.io/managed-by": "pulumi",
+        **(extra or {}),
+    }
+
+
+def selector_labels(instance: str, component: str) -> dict[str, str]:
+    """The stable subset of `labels`: selectors are immutable, so nothing that may change goes in here."""
+    return {
+        "app.kubernetes.io/name": "airflow",
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def object_meta(
+    instance: str,
+    component: str,
+    namespace: str,
+    name: str,
+    annotations: dict[str, str] | None = None,
+) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name, namespace=namespace, labels=labels(instance, component), annotations=annotations
+    )
+
+
+def restricted_container_security_context(read_only_root_filesystem: bool = True) -> k8s.core.v1.SecurityContextArgs:
+    """What Pod Security `restricted` demands of every container, plus a read-only root where it works."""
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        run_as_non_root=True,
+        read_only_root_filesystem=read_only_root_filesystem,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def restricted_pod_security_context(
+    run_as_user: int = AIRFLOW_UID, run_as_group: int = AIRFLOW_GID, fs_group: int = AIRFLOW_GID
+) -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_user=run_as_user,
+        run_as_group=run_as_group,
+        fs_group=fs_group,
+        run_as_non_root=True,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def resource_requirements(resources) -> k8s.core.v1.ResourceRequirementsArgs:
+    """Requests and limits from a settings `Resources` (both are always set: see seed 002's OOMKilled pods)."""
+    return k8s.core.v1.ResourceRequirementsArgs(
+        requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory},
+        limits={"cpu": resources.limits.cpu, "memory": resources.limits.memory},
+    )
+
+
+def scratch_volumes() -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
+    """The writable paths an Airflow process needs under a read-only root filesystem: /tmp and its logs."""
+    volumes = [
+        k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
+        k8s.core.v1.VolumeArgs(name="logs", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="2Gi")),
+    ]
+    mounts = [
+        k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        k8s.core.v1.VolumeMountArgs(name="logs", mount_path=f"{AIRFLOW_HOME}/logs"),
+    ]
+    return volumes, mounts
+
+
+def tolerations(placement) -> list[k8s.core.v1.TolerationArgs]:
+    return [k8s.core.v1.TolerationArgs(**toleration.model_dump(exclude_none=True)) for toleration in placement.tolerations]
+
+
+def to_manifest(value):
+    """A typed `*Args` tree as the plain dict Kubernetes reads, for manifests that travel as data (the task
+    pod template in a ConfigMap). Values must already be plain: an Output cannot be written into a file."""
+    import pulumi._types as pulumi_types
+
+    if pulumi_types.is_input_type(type(value)):
+        return {key: to_manifest(item) for key, item in pulumi_types.input_type_to_dict(value).items()}
+    if isinstance(value, dict):
+        return {key: to_manifest(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [to_manifest(item) for item in value]
+    return value

@@ -1,0 +1,263 @@
+"""PostgresCluster: the metadata database, a CloudNativePG Cluster with a PgBouncer Pooler in front.
+
+Airflow connects through the Pooler (transaction mode), never to the Cluster's `-rw` Service, so many
+short-lived task and scheduler connections share a few server connections. WAL archiving and daily base
+backups go to S3 through the Barman Cloud plugin (the in-tree `barmanObjectStore` is deprecated since
+CloudNativePG 1.26 and due to be removed in 1.31); backups can be switched off for throw-away stacks.
+Backup retention is Barman's own policy on the ObjectStore: an S3 lifecycle rule over a backup catalogue
+would silently break restores.
+
+In `external` mode the component creates nothing and hands on the URI it is given.
+
+Prerequisites a platform team installs once per cluster (not per instance): the CloudNativePG operator
+1.30 (CRDs `postgresql.cnpg.io/v1`) and the Barman Cloud plugin 0.14 (`barmancloud.cnpg.io/v1`, which
+needs cert-manager).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlparse
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.config import PlacementSettings, PostgresSettings
+
+DATABASE = "airflow"
+OWNER = "airflow"
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+COMPONENT = "database"
+
+
+@dataclass
+class BackupDestination:
+    """Where WAL and base backups go: the instance's bucket under a prefix of their own."""
+
+    bucket: pulumi.Input[str]
+    prefix: str
+    region: str
+    endpoint_url: str | None = None
+    ca_bundle: str | None = None
+    # Unset: the pods' ambient credentials (IAM role / IRSA).
+    access_key_id: pulumi.Input[str] | None = None
+    secret_access_key: pulumi.Input[str] | None = None
+
+
+@dataclass
+class PostgresClusterArgs:
+    instance: str
+    namespace: pulumi.Input[str]
+    settings: PostgresSettings
+    placement: PlacementSettings = field(default_factory=PlacementSettings)
+    external_uri: pulumi.Input[str] | None = None
+    backup: BackupDestination | None = None
+
+
+class PostgresCluster(pulumi.ComponentResource):
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+    database: pulumi.Output[str]
+    user: pulumi.Output[str]
+    sqlalchemy_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("airflow-platform:index:PostgresCluster", name, None, opts)
+        self._args = args
+        # Children inherit `protect` from a component but not `retain_on_delete`: pass it on explicitly.
+        self._retain_on_delete = bool(opts and opts.retain_on_delete)
+        self.cluster = self.pooler = self.object_store = self.scheduled_backup = None
+        if args.settings.mode == "external":
+            self._use_external(args.external_uri)
+        else:
+            self._create_cluster()
+        self.register_outputs(
+            {
+                "host": self.host,
+                "port": self.port,
+                "database": self.database,
+                "user": self.user,
+                "sqlalchemy_url": self.sqlalchemy_url,
+            }
+        )
+
+    def _use_external(self, uri: pulumi.Input[str] | None) -> None:
+        if uri is None:
+            raise ValueError("PostgresCluster in external mode needs external_uri")
+        parsed = pulumi.Output.from_input(uri).apply(urlparse)
+        # The host, port and names are not secret; only the password in the URI is.
+        self.host = pulumi.Output.unsecret(parsed.apply(lambda p: p.hostname or ""))
+        self.port = pulumi.Output.unsecret(parsed.apply(lambda p: p.port or kube.POSTGRES_PORT))
+        self.database = pulumi.Output.unsecret(parsed.apply(lambda p: p.path.lstrip("/")))
+        self.user = pulumi.Output.unsecret(parsed.apply(lambda p: p.username or ""))
+        self.sqlalchemy_url = pulumi.Output.secret(uri)
+
+    def _meta(self, role: str) -> k8s.meta.v1.ObjectMetaArgs:
+        return kube.object_meta(
+            self._args.instance, COMPONENT, self._args.namespace, kube.resource_name(self._args.instance, role)
+        )
+
+    def _child(self, **extra) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, retain_on_delete=self._retain_on_delete, **extra)
+
+    def _create_cluster(self) -> None:
+        args, settings = self._args, self._args.settings
+        cluster_name = kube.resource_name(args.instance, "pg")
+        pooler_name = kube.resource_name(args.instance, "pgbouncer")
+
+        password = random.RandomPassword(
+            f"{self._name}-password",
+            length=32,
+            # Letters and digits only: the password goes into a URL and a PgBouncer auth file unescaped.
+            special=False,
+            opts=self._child(),
+        )
+        credentials = k8s.core.v1.Secret(
+            f"{self._name}-credentials",
+            metadata=self._meta("db-credentials"),
+            type="kubernetes.io/basic-auth",
+            string_data={"username": OWNER, "password": password.result},
+            opts=self._child(),
+        )
+
+        spec: dict = {
+            "instances": settings.instances,
+            "imageName": f"ghcr.io/cloudnative-pg/postgresql:{settings.version}",
+            "storage": {"size": settings.storage_size, **_optional("storageClass", settings.storage_class)},
+            "resources": _resources(settings),
+            "postgresql": {"parameters": dict(settings.parameters)},
+            "bootstrap": {
+                "initdb": {"database": DATABASE, "owner": OWNER, "secret": {"name": credentials.metadata.name}}
+            },
+            # A PDB on a single instance would block every node drain; CloudNativePG adds one per role.
+            "enablePDB": settings.instances > 1,
+            "affinity": {
+                "enablePodAntiAffinity": settings.instances > 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "podAntiAffinityType": "preferred",
+                **_optional("nodeSelector", dict(args.placement.node_selector) or None),
+                **_optional(
+                    "tolerations",
+                    [t.model_dump(exclude_none=True) for t in args.placement.tolerations] or None,
+                ),
+            },
+        }
+        if settings.backups.enabled and args.backup is not None:
+            self.object_store = self._object_store(args.backup)
+            spec["plugins"] = [
+                {
+                    "name": BARMAN_PLUGIN,
+                    "isWALArchiver": True,
+                    "parameters": {"barmanObjectName": kube.resource_name(args.instance, "pg-backups")},
+                }
+            ]
+
+        self.cluster = k8s.apiextensions.CustomResource(
+            f"{self._name}-cluster",
+            api_version="postgresql.cnpg.io/v1",
+            kind="Cluster",
+            # `pulumi up` waits until the operator reports the database Ready, so the migration Job that
+            # depends on this component never starts against a database that is still initialising.
+            metadata=kube.object_meta(
+                args.instance,
+                COMPONENT,
+                args.namespace,
+                cluster_name,
+                annotations={"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "1200"},
+            ),
+            spec=spec,
+            opts=self._child(depends_on=[credentials, *filter(None, [self.object_store])]),
+        )
+        self.pooler = k8s.apiextensions.CustomResource(
+            f"{self._name}-pooler",
+            api_version="postgresql.cnpg.io/v1",
+            kind="Pooler",
+            metadata=self._meta("pgbouncer"),
+            spec={
+                "cluster": {"name": cluster_name},
+                "instances": settings.pooler_instances,
+                "type": "rw",
+                "pgbouncer": {
+                    "poolMode": "transaction",
+                    "parameters": {
+                        "max_client_conn": str(settings.pooler_max_client_conn),
+                        "default_pool_size": str(settings.pooler_default_pool_size),
+                    },
+                },
+            },
+            opts=self._child(depends_on=[self.cluster]),
+        )
+        if self.object_store is not None:
+            self.scheduled_backup = k8s.apiextensions.CustomResource(
+                f"{self._name}-daily-backup",
+                api_version="postgresql.cnpg.io/v1",
+                kind="ScheduledBackup",
+                metadata=self._meta("pg-daily"),
+                spec={
+                    "schedule": settings.backups.schedule,
+                    "cluster": {"name": cluster_name},
+                    "method": "plugin",
+                    "pluginConfiguration": {"name": BARMAN_PLUGIN},
+                    "backupOwnerReference": "self",
+                    "immediate": True,
+                },
+                opts=self._child(depends_on=[self.cluster]),
+            )
+
+        self.host = pulumi.Output.concat(pooler_name, ".", args.namespace, ".svc")
+        self.port = pulumi.Output.from_input(kube.POSTGRES_PORT)
+        self.database = pulumi.Output.from_input(DATABASE)
+        self.user = pulumi.Output.from_input(OWNER)
+        self.sqlalchemy_url = pulumi.Output.secret(
+            pulumi.Output.all(self.host, password.result).apply(
+                lambda parts: f"postgresql://{OWNER}:{quote(parts[1], safe='')}@{parts[0]}:{kube.POSTGRES_PORT}/{DATABASE}"
+            )
+        )
+
+    def _object_store(self, backup: BackupDestination) -> k8s.apiextensions.CustomResource:
+        settings = self._args.settings.backups
+        configuration: dict = {
+            "destinationPath": pulumi.Output.concat("s3://", backup.bucket, "/", backup.prefix, "/"),
+            "wal": {"compression": "gzip"},
+            "data": {"compression": "gzip", "jobs": 2},
+            **_optional("endpointURL", backup.endpoint_url),
+        }
+        if backup.access_key_id is not None or backup.ca_bundle is not None:
+            s3_secret = k8s.core.v1.Secret(
+                f"{self._name}-s3",
+                metadata=self._meta("pg-s3"),
+                string_data={
+                    **_optional("ACCESS_KEY_ID", backup.access_key_id),
+                    **_optional("ACCESS_SECRET_KEY", backup.secret_access_key),
+                    **_optional("ca.crt", backup.ca_bundle),
+                },
+                opts=self._child(),
+            )
+            if backup.access_key_id is not None:
+                configuration["s3Credentials"] = {
+                    "accessKeyId": {"name": s3_secret.metadata.name, "key": "ACCESS_KEY_ID"},
+                    "secretAccessKey": {"name": s3_secret.metadata.name, "key": "ACCESS_SECRET_KEY"},
+                }
+            if backup.ca_bundle is not None:
+                configuration["endpointCA"] = {"name": s3_secret.metadata.name, "key": "ca.crt"}
+        if "s3Credentials" not in configuration:
+            configuration["s3Credentials"] = {"inheritFromIAMRole": True}
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-object-store",
+            api_version="barmancloud.cnpg.io/v1",
+            kind="ObjectStore",
+            metadata=self._meta("pg-backups"),
+            spec={"retentionPolicy": f"{settings.retention_days}d", "configuration": configuration},
+            opts=self._child(),
+        )
+
+
+def _optional(key: str, value) -> dict:
+    return {} if value is None else {key: value}
+
+
+def _resources(settings: PostgresSettings) -> dict:
+    requirements = kube.resource_requirements(settings.resources)
+    return {"requests": requirements.requests, "limits": requirements.limits}

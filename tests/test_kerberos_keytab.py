@@ -1,0 +1,89 @@
+"""KerberosKeytab: the keytab reaches only the renewer; the ticket reaches every consumer."""
+
+from tests.harness import run_stack
+from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64
+
+
+def kerberos_run(**settings):
+    config = {"kerberos": {**KERBEROS_CONFIG["kerberos"], **settings}}
+    return run_stack(config, {"kerberosKeytab": KEYTAB_B64}, stack="dev")
+
+
+def pod_specs(run):
+    return [(d.k8s_name, d.inputs["spec"]["template"]["spec"]) for d in run.of_kind("Deployment")]
+
+
+def test_disabled_kerberos_creates_nothing():
+    run = run_stack({}, stack="dev")
+    assert not [r for r in run.resources if "kerberos" in r.type.lower() or (r.k8s_name or "").endswith("-keytab")]
+
+
+def test_keytab_is_a_secret_mounted_read_only_by_the_renewer_only():
+    run = kerberos_run()
+    keytab = run.one("Secret", "-keytab")
+    assert keytab.inputs["data"] == {"airflow.keytab": KEYTAB_B64}
+    assert "data" in keytab.secret_paths
+    mounting = []
+    for name, spec in pod_specs(run):
+        volumes = {v["name"] for v in spec["volumes"] if v.get("secret", {}).get("secretName") == "dev-keytab"}
+        for container in spec["containers"]:
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] in volumes:
+                    mounting.append(name)
+                    assert mount["readOnly"] is True
+    assert mounting == ["dev-kerberos"]
+
+
+def test_krb5_conf_names_realm_kdcs_and_turns_off_dns_canonicalisation():
+    conf = kerberos_run().one("ConfigMap", "-krb5-conf").inputs["data"]["krb5.conf"]
+    assert "default_realm = EXAMPLE.ORG" in conf
+    assert "kdc = kdc1.example.org" in conf and "kdc = kdc2.example.org" in conf
+    assert "admin_server = kdc1.example.org" in conf
+    assert "dns_canonicalize_hostname = false" in conf and "rdns = false" in conf
+    assert "ticket_lifetime = 2d" in conf and "renew_lifetime = 14d" in conf
+
+
+def test_ticket_cache_is_a_small_read_write_many_volume_of_the_configured_class():
+    claim = kerberos_run(ccacheStorageClass="cephfs-ssd", ccacheSize="20Mi").one("PersistentVolumeClaim")
+    assert claim.inputs["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim.inputs["spec"]["storageClassName"] == "cephfs-ssd"
+    assert claim.inputs["spec"]["resources"]["requests"]["storage"] == "20Mi"
+
+
+def test_renewer_runs_airflow_kerberos_into_the_shared_cache_and_is_probed_on_ticket_validity():
+    run = kerberos_run()
+    renewer = run.one("Deployment", "-kerberos").inputs["spec"]
+    container = renewer["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["args"] == ["kerberos"]
+    assert env["AIRFLOW__KERBEROS__PRINCIPAL"] == "analytics/airflow-dev.example.org@EXAMPLE.ORG"
+    assert env["KRB5CCNAME"] == "FILE:/var/run/airflow-krb5/krb5cc"
+    assert env["AIRFLOW__KERBEROS__CCACHE"] == "/var/run/airflow-krb5/krb5cc"
+    assert env["KRB5_CONFIG"] == "/etc/airflow-krb5/krb5.conf"
+    assert container["livenessProbe"]["exec"]["command"] == ["klist", "-s", "-c", "/var/run/airflow-krb5/krb5cc"]
+    assert renewer["replicas"] == 1 and renewer["strategy"]["type"] == "Recreate"
+    assert renewer["template"]["spec"]["serviceAccountName"] == "dev-kerberos"
+    assert renewer["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_consumers_get_volumes_mounts_and_env_for_the_ticket():
+    from components.config import KerberosSettings
+    from components.kerberos_keytab import KerberosKeytab, KerberosKeytabArgs
+
+    seen = {}
+
+    def program():
+        settings = KerberosSettings(**{k: v for k, v in KERBEROS_CONFIG["kerberos"].items() if k != "adminServer"})
+        keytab = KerberosKeytab(
+            "krb",
+            KerberosKeytabArgs(instance="x", namespace="ns", settings=settings, keytab_base64=KEYTAB_B64,
+                               image="apache/airflow:3.3.2", service_account_name="x-kerberos"),
+        )
+        seen["mounts"] = {m.name: (m.mount_path, m.read_only) for m in keytab.volume_mounts}
+        seen["env"] = {e.name: e.value for e in keytab.env}
+        seen["volumes"] = [v.name for v in keytab.volumes]
+
+    run_stack({}, program=program)
+    assert seen["mounts"] == {"krb5-ccache": ("/var/run/airflow-krb5", None), "krb5-conf": ("/etc/airflow-krb5", True)}
+    assert seen["env"] == {"KRB5CCNAME": "FILE:/var/run/airflow-krb5/krb5cc", "KRB5_CONFIG": "/etc/airflow-krb5/krb5.conf"}
+    assert seen["volumes"] == ["krb5-ccache", "krb5-conf"]
