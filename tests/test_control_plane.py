@@ -1,0 +1,387 @@
+"""AirflowControlPlane: what a team gets after `pulumi up`, pinned down as behaviour."""
+
+import base64
+import json
+
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+
+from tests.harness import run_stack
+from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+
+S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
+GIT = {"gitSync": {"enabled": True, "repo": "https://git.example.org/team/dags.git", "ref": "feature/x", "periodSeconds": 30}}
+LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def dev(config=None, secrets=None):
+    return run_stack({**stack_file_config("dev"), **(config or {})}, {**S3_KEYS, **(secrets or {})}, stack="dev")
+
+
+def prod(config=None):
+    return run_stack({**stack_file_config("prod"), **(config or {})}, dict(TEST_SECRETS), stack="prod")
+
+
+def pod_spec(resource):
+    return resource.inputs["spec"]["template"]["spec"]
+
+
+def task_template(run):
+    return yaml.safe_load(run.one("ConfigMap", "-pod-template").inputs["data"]["pod_template.yaml"])
+
+
+def all_pod_specs(run):
+    """Every pod this stack can start: Deployments, the migration Job, and the task pod template."""
+    specs = {d.k8s_name: pod_spec(d) for d in run.of_kind("Deployment")}
+    specs.update({j.k8s_name: pod_spec(j) for j in run.of_kind("Job")})
+    specs["task pod"] = task_template(run)["spec"]
+    return specs
+
+
+def containers_of(spec):
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def config_env(run):
+    return run.one("ConfigMap", "-config").inputs["data"]
+
+
+def generated_secret_values(run):
+    return [r.outputs_secret for r in run.resources if hasattr(r, "outputs_secret")]
+
+
+# --- secrets ----------------------------------------------------------------------------------------------
+
+
+def test_fernet_key_is_32_bytes_of_url_safe_base64_accepted_by_fernet():
+    run = dev()
+    key = run.one("Secret", "-secrets").inputs["stringData"]["AIRFLOW__CORE__FERNET_KEY"]
+    assert len(base64.urlsafe_b64decode(key)) == 32
+    assert "+" not in key and "/" not in key
+    token = Fernet(key.encode()).encrypt(b"connection password")
+    assert Fernet(key.encode()).decrypt(token) == b"connection password"
+
+
+def test_instance_secrets_are_generated_as_random_resources_and_travel_as_secrets():
+    run = dev()
+    names = {r.name for r in run.resources if r.type.startswith("random:")}
+    assert {"dev-fernet-key", "dev-api-secret-key", "dev-jwt-secret", "dev-admin-password"} <= names
+    secret = run.one("Secret", "-secrets")
+    assert set(secret.inputs["stringData"]) == {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+    }
+    assert "stringData" in secret.secret_paths
+
+
+def test_generated_secrets_do_not_depend_on_settings_that_change():
+    """A random resource is replaced when its inputs change: ours take none from settings, so an upgrade or a
+    config change can never regenerate the Fernet key or the JWT secret."""
+    before = {r.name: r.inputs for r in dev().resources if r.type.startswith("random:")}
+    after = {r.name: r.inputs for r in dev({"airflowVersion": "3.3.1", "navbarColor": "#000"}).resources
+             if r.type.startswith("random:")}
+    assert before == after
+
+
+def test_no_configmap_or_env_literal_holds_a_secret():
+    run = dev({**KERBEROS_CONFIG, **GIT, "auth": {"mode": "ldap", "ldapUri": "ldaps://ldap.example.org",
+                                                   "ldapSearchBase": "ou=people,dc=example,dc=org",
+                                                   "ldapBindDn": "uid=airflow,dc=example,dc=org"}},
+              {"kerberosKeytab": KEYTAB_B64, "gitSyncToken": "git-token-must-not-leak",
+               "authLdapBindPassword": "ldap-password-must-not-leak"})
+    secrets = [*S3_KEYS.values(), KEYTAB_B64, "git-token-must-not-leak", "ldap-password-must-not-leak",
+               *generated_secret_values(run)]
+    secrets.append(run.one("Secret", "-secrets").inputs["stringData"]["AIRFLOW__CORE__FERNET_KEY"])
+    literals = [repr(c.inputs) for c in run.of_kind("ConfigMap")]
+    for spec in all_pod_specs(run).values():
+        literals += [repr(c.get("env", [])) + repr(c.get("args", [])) for c in containers_of(spec)]
+    for text in literals:
+        for secret in secrets:
+            assert secret not in text
+
+
+def test_jwt_secret_is_shared_by_api_server_and_scheduler():
+    run = dev()
+    for name in ("dev-api-server", "dev-scheduler"):
+        container = pod_spec(run.one("Deployment", name))["containers"][0]
+        assert {"secretRef": {"name": "dev-secrets"}} in container["envFrom"]
+
+
+# --- task pods --------------------------------------------------------------------------------------------
+
+
+def test_task_pods_carry_no_database_credentials_no_secrets_and_no_token():
+    run = dev()
+    template = task_template(run)
+    spec = template["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["serviceAccountName"] == "dev-task"
+    base = spec["containers"][0]
+    assert base["envFrom"] == [{"configMapRef": {"name": "dev-config"}}]
+    assert "SQL_ALCHEMY_CONN" not in json.dumps(template)
+    assert "FERNET" not in json.dumps(template) and "JWT" not in json.dumps(template)
+    assert "SQL_ALCHEMY_CONN" not in json.dumps(config_env(run))
+
+
+def test_task_pods_get_a_token_only_when_the_stack_opts_in():
+    spec = task_template(dev({"taskPod": {"kubernetesApiAccess": True}}))["spec"]
+    assert spec["automountServiceAccountToken"] is True
+
+
+def test_task_pod_template_is_what_the_kubernetes_executor_expects():
+    run = dev({"team": "growth"})
+    template = task_template(run)
+    spec = template["spec"]
+    assert spec["containers"][0]["name"] == "base" and spec["containers"][0]["image"] == "apache/airflow:3.3.2-python3.12"
+    assert spec["restartPolicy"] == "Never"
+    assert spec["containers"][0]["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}
+    }
+    labels = template["metadata"]["labels"]
+    assert labels["airflow-platform/team"] == "growth" and labels["app.kubernetes.io/instance"] == "dev"
+    # the executor adds dag_id / task_id labels itself; the template must not claim those keys
+    assert not {"dag_id", "task_id"} & set(labels)
+    env = config_env(run)
+    assert env["AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE"] == "/opt/airflow/pod-templates/pod_template.yaml"
+    mounts = pod_spec(run.one("Deployment", "dev-scheduler"))["containers"][0]["volumeMounts"]
+    assert {"name": "pod-template", "mountPath": "/opt/airflow/pod-templates", "readOnly": True} in mounts
+
+
+def test_task_pods_reach_the_execution_api_through_the_api_server_service():
+    run = dev()
+    assert config_env(run)["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
+        "http://dev-api-server.airflow-dev.svc:8080/execution/"
+    )
+    service = run.one("Service", "dev-api-server").inputs["spec"]
+    assert service["ports"][0]["port"] == 8080
+    assert service["selector"]["app.kubernetes.io/component"] == "api-server"
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+def test_executor_logging_and_secrets_backend_settings():
+    env = config_env(dev({"executor": {"podCreationBatchSize": 32, "taskQueuedTimeoutSeconds": 7200}}))
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "KubernetesExecutor"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE"] == "airflow-dev"
+    assert env["AIRFLOW__KUBERNETES_EXECUTOR__WORKER_PODS_CREATION_BATCH_SIZE"] == "32"
+    assert float(env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"]) == 7200
+    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True"
+    assert env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == "s3://airflow-dev-airflow-logs/logs"
+    assert env["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] == "s3_logs"
+    assert env["AIRFLOW__SECRETS__BACKEND"] == "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+    assert env["AIRFLOW__API__INSTANCE_NAME"] == "dev"
+
+
+def test_connections_file_holds_the_log_connection_and_the_stacks_own():
+    extra = {"warehouse": {"conn_type": "postgres", "host": "dwh.example.org", "password": "dwh-pw"}}
+    run = dev({"s3": {"endpointUrl": "https://rgw.example.org", "retentionDays": 7, "forceDestroy": True}},
+              {"airflowConnections": json.dumps(extra)})
+    secret = run.one("Secret", "-connections")
+    assert "stringData" in secret.secret_paths
+    connections = json.loads(secret.inputs["stringData"]["connections.json"])
+    assert connections["warehouse"]["host"] == "dwh.example.org"
+    log = connections["s3_logs"]
+    assert log["conn_type"] == "aws" and log["password"] == S3_KEYS["s3SecretAccessKey"]
+    assert log["extra"]["endpoint_url"] == "https://rgw.example.org"
+
+
+# --- migration ---------------------------------------------------------------------------------------------
+
+
+def test_migration_job_runs_after_the_database_and_before_every_component():
+    run = dev()
+    job = run.one("Job")
+    assert job.k8s_name == "dev-migrate-3-3-2"
+    assert pod_spec(job)["containers"][0]["args"] == ["db", "migrate"]
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    # Depending on the PostgresCluster component means depending on its Cluster, which waits for Ready.
+    assert run.one("Cluster").urn in job.dependencies
+    assert run.one("Cluster").metadata["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+    for deployment in run.of_kind("Deployment"):
+        if deployment.k8s_name == "dev-kerberos":
+            continue
+        assert job.urn in deployment.dependencies, deployment.k8s_name
+        init = pod_spec(deployment)["initContainers"][0]
+        assert init["args"][:2] == ["db", "check-migrations"]
+
+
+def test_an_airflow_upgrade_creates_a_new_migration_job():
+    assert run_stack({"airflowVersion": "3.3.1"}, stack="dev").one("Job").k8s_name == "dev-migrate-3-3-1"
+
+
+# --- deployments -------------------------------------------------------------------------------------------
+
+
+def test_every_container_has_requests_and_limits():
+    for name, spec in all_pod_specs(prod()).items():
+        for container in containers_of(spec):
+            resources = container.get("resources", {})
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), (name, container["name"])
+            assert {"cpu", "memory"} <= set(resources.get("limits", {})), (name, container["name"])
+
+
+def test_every_pod_meets_pod_security_restricted():
+    run = dev({**KERBEROS_CONFIG, **GIT}, {"kerberosKeytab": KEYTAB_B64, "gitSyncSshKey": "-----BEGIN KEY-----"})
+    specs = all_pod_specs(run)
+    assert {"dev-kerberos", "dev-migrate-3-3-2", "task pod", *(f"dev-{c}" for c in LONG_RUNNING)} <= set(specs)
+    for name, spec in specs.items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["runAsUser"] == 50000 and pod["runAsGroup"] == 0, name
+        for volume in spec["volumes"]:
+            assert "hostPath" not in volume, name
+        for container in containers_of(spec):
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, (name, container["name"])
+            assert context["capabilities"] == {"drop": ["ALL"]}, (name, container["name"])
+            assert context["runAsNonRoot"] is True and context["readOnlyRootFilesystem"] is True
+            assert "privileged" not in context
+        mounts = {m["mountPath"] for c in containers_of(spec) for m in c.get("volumeMounts", [])}
+        assert "/tmp" in mounts, name
+
+
+def test_probes_test_the_process_not_just_the_port():
+    run = dev()
+    api = pod_spec(run.one("Deployment", "dev-api-server"))["containers"][0]
+    assert api["readinessProbe"]["httpGet"] == {"path": "/api/v2/version", "port": 8080}
+    assert api["livenessProbe"]["httpGet"]["path"] == "/api/v2/version"
+    scheduler = pod_spec(run.one("Deployment", "dev-scheduler"))["containers"][0]
+    assert scheduler["livenessProbe"]["httpGet"] == {"path": "/health", "port": 8974}
+    assert config_env(run)["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "True"
+    for component, job in (("dag-processor", "DagProcessorJob"), ("triggerer", "TriggererJob")):
+        probe = pod_spec(run.one("Deployment", f"dev-{component}"))["containers"][0]["livenessProbe"]
+        assert f"airflow jobs check --job-type {job} --local" in probe["exec"]["command"][-1]
+
+
+def test_prod_runs_two_schedulers_with_pdb_and_anti_affinity():
+    run = prod()
+    scheduler = run.one("Deployment", "prod-scheduler").inputs["spec"]
+    assert scheduler["replicas"] == 2
+    terms = scheduler["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert terms[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "scheduler"
+    budgets = {b.k8s_name: b.inputs["spec"] for b in run.of_kind("PodDisruptionBudget")}
+    assert budgets["prod-scheduler"]["maxUnavailable"] == 1
+    assert "prod-dag-processor" not in budgets  # one replica: a PDB would only block drains
+    assert "affinity" not in pod_spec(run.one("Deployment", "prod-dag-processor"))
+
+
+def test_node_placement_applies_to_every_pod():
+    placement = {"placement": {"nodeSelector": {"pool": "airflow"},
+                               "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "airflow", "effect": "NoSchedule"}]}}
+    for name, spec in all_pod_specs(dev(placement)).items():
+        assert spec["nodeSelector"] == {"pool": "airflow"}, name
+        assert spec["tolerations"][0]["key"] == "dedicated", name
+
+
+def checksums(run):
+    return {d.k8s_name: d.inputs["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for d in run.of_kind("Deployment") if d.k8s_name != "dev-kerberos"}
+
+
+@pytest.mark.parametrize(
+    "change, rolled",
+    [
+        ({"taskPod": {"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}}},
+         {"dev-scheduler"}),
+        ({"auth": {"mode": "simple", "defaultRole": "Viewer"}}, set()),
+        ({"instanceTitle": "Team A"}, {f"dev-{c}" for c in LONG_RUNNING}),
+        ({"scheduler": {"replicas": 1, "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                                     "limits": {"cpu": "1", "memory": "1Gi"}}}}, set()),
+    ],
+)
+def test_a_config_change_rolls_only_the_pods_that_use_it(change, rolled):
+    before = checksums(dev())
+    after = checksums(dev(change))
+    assert {name for name in before if before[name] != after[name]} == rolled
+
+
+def test_changing_login_settings_rolls_only_the_api_server():
+    oidc = {"auth": {"mode": "oidc", "oidcMetadataUrl": "https://idp/.well-known/openid-configuration",
+                     "oidcClientId": "airflow", "roleMapping": {"ops": ["Admin"]}}}
+    secrets = {"authOidcClientSecret": "s"}
+    before = checksums(dev(oidc, secrets))
+    changed = {"auth": {**oidc["auth"], "roleMapping": {"ops": ["Admin"], "analysts": ["Viewer"]}}}
+    after = checksums(dev(changed, secrets))
+    assert {name for name in before if before[name] != after[name]} == {"dev-api-server"}
+
+
+# --- DAG delivery --------------------------------------------------------------------------------------------
+
+
+def test_git_sync_runs_beside_dag_parsers_and_before_each_task():
+    run = dev(GIT, {"gitSyncToken": "token"})
+    for component in ("dag-processor", "triggerer"):
+        containers = pod_spec(run.one("Deployment", f"dev-{component}"))["containers"]
+        sidecar = next(c for c in containers if c["name"] == "git-sync")
+        assert "--ref=feature/x" in sidecar["args"] and "--period=30s" in sidecar["args"]
+        assert "--password-file=/etc/git-secret/token" in sidecar["args"]
+    assert [c["name"] for c in pod_spec(run.one("Deployment", "dev-scheduler"))["containers"]] == ["scheduler"]
+    init = task_template(run)["spec"]["initContainers"]
+    assert init[0]["name"] == "git-sync" and "--one-time" in init[0]["args"]
+    assert config_env(run)["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags/repo"
+    assert run.one("Secret", "-git-sync").inputs["stringData"] == {"token": "token"}
+
+
+# --- reaching it ----------------------------------------------------------------------------------------------
+
+
+def test_ingress_serves_the_api_server_and_base_url_matches():
+    run = prod()
+    ingress = run.one("Ingress").inputs["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["tls"] == [{"hosts": ["airflow.example.org"], "secretName": "airflow-prod-tls"}]
+    path = ingress["rules"][0]["http"]["paths"][0]
+    assert ingress["rules"][0]["host"] == "airflow.example.org" and path["path"] == "/"
+    assert path["backend"]["service"]["name"] == "prod-api-server"
+    assert config_env(run)["AIRFLOW__API__BASE_URL"] == "https://airflow.example.org"
+    assert "--proxy-headers" in pod_spec(run.one("Deployment", "prod-api-server"))["containers"][0]["args"]
+    assert run.exports["url"] == "https://airflow.example.org"
+
+
+def test_oidc_login_maps_directory_groups_to_roles_without_a_public_role():
+    run = prod()
+    assert config_env(run)["AIRFLOW__CORE__AUTH_MANAGER"].endswith("FabAuthManager")
+    secret = run.one("Secret", "-webserver-config")
+    assert "stringData" in secret.secret_paths
+    config = secret.inputs["stringData"]["webserver_config.py"]
+    assert "AUTH_TYPE = AUTH_OAUTH" in config
+    assert "AUTH_ROLES_MAPPING = {'airflow-prod-ops': ['Op'], 'ops': ['Admin'], 'data-engineers': ['User']}" in config
+    assert "AUTH_ROLES_SYNC_AT_LOGIN = True" in config
+    assert "AUTH_ROLE_PUBLIC" not in config
+    assert TEST_SECRETS["authOidcClientSecret"] not in config
+    assert secret.inputs["stringData"]["oidc-client-secret"] == TEST_SECRETS["authOidcClientSecret"]
+    compile(config, "webserver_config.py", "exec")
+    assert "admin_password" not in run.exports
+
+
+def test_dev_login_is_an_admin_with_a_generated_password_exported_as_a_secret():
+    run = dev()
+    password = run.exports["admin_password"]
+    assert "admin_password" in run.secret_exports and len(password) == 24
+    passwords = json.loads(run.one("Secret", "-webserver-config").inputs["stringData"]["simple_auth_manager_passwords.json"])
+    assert passwords == {"admin": password}
+
+
+def test_stack_outputs_tell_a_team_where_everything_is():
+    run = dev()
+    assert run.exports["url"] == "http://dev-api-server.airflow-dev.svc:8080"
+    assert run.exports["namespace"] == "airflow-dev"
+    assert run.exports["service_accounts"]["scheduler"] == "dev-scheduler"
+    assert run.exports["logs_url"] == "s3://airflow-dev-airflow-logs/logs"
+    assert run.exports["database_host"] == "dev-pgbouncer.airflow-dev.svc"
+
+
+def test_kerberos_ticket_reaches_scheduler_api_server_and_task_pods_but_not_the_keytab():
+    run = dev(KERBEROS_CONFIG, {"kerberosKeytab": KEYTAB_B64})
+    for name, spec in all_pod_specs(run).items():
+        claims = {v.get("persistentVolumeClaim", {}).get("claimName") for v in spec["volumes"]}
+        secrets = {v.get("secret", {}).get("secretName") for v in spec["volumes"]}
+        if name in ("dev-scheduler", "dev-api-server", "task pod", "dev-kerberos"):
+            assert "dev-krb5-ccache" in claims, name
+        if name != "dev-kerberos":
+            assert "dev-keytab" not in secrets, name
+    env = {e["name"]: e["value"] for e in task_template(run)["spec"]["containers"][0]["env"]}
+    assert env["KRB5CCNAME"] == "FILE:/var/run/airflow-krb5/krb5cc"
