@@ -39,6 +39,8 @@ namespace = InstanceNamespace(
         name=settings.kubernetes_namespace,
         create=settings.create_namespace,
         team=settings.team,
+        quota=settings.quota,
+        limit_range=settings.limit_range,
     ),
     opts=on_cluster,
 )

@@ -109,6 +109,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
         parts = self._parts()
         self.deployments = {part.component: self._deployment(part) for part in parts}
         self.disruption_budgets = {part.component: self._disruption_budget(part) for part in parts if part.replicas > 1}
+        self.db_cleanup = self._db_cleanup_cron_job() if self._settings.db_cleanup.enabled else None
         self.register_outputs(
             {
                 "url": self.url,
@@ -585,6 +586,55 @@ class AirflowControlPlane(pulumi.ComponentResource):
             opts=self._opts(
                 depends_on=[self.config_map, self.secret, *self._args.migrate_after], delete_before_replace=True
             ),
+        )
+
+    def db_cleanup_command(self) -> str:
+        """`airflow db clean` for rows older than the retention, computed when the job runs."""
+        cleanup = self._settings.db_cleanup
+        command = (
+            "exec airflow db clean --yes --clean-before-timestamp "
+            f'"$(date -u -d "@$(( $(date +%s) - {cleanup.retention_days} * 86400 ))" +%Y-%m-%dT%H:%M:%S+00:00)"'
+        )
+        if cleanup.skip_archive:
+            command += " --skip-archive"
+        if cleanup.tables:
+            command += " --tables " + ",".join(cleanup.tables)
+        return command
+
+    def _db_cleanup_cron_job(self) -> k8s.batch.v1.CronJob:
+        """Upkeep without a maintenance DAG: old task instances, logs rows and XComs leave the database."""
+        s = self._settings
+        volumes, mounts = kube.scratch_volumes()
+        container = k8s.core.v1.ContainerArgs(
+            name="db-clean",
+            image=s.image,
+            image_pull_policy=s.image_pull_policy,
+            command=["sh", "-c", self.db_cleanup_command()],
+            env_from=self._env_from(with_secrets=True),
+            resources=kube.resource_requirements(s.triggerer.resources),
+            security_context=kube.restricted_container_security_context(),
+            volume_mounts=mounts,
+        )
+        return k8s.batch.v1.CronJob(
+            f"{self._name}-db-cleanup",
+            metadata=kube.object_meta(s.instance, MIGRATE, self._namespace, s.name("cleanup")),
+            spec=k8s.batch.v1.CronJobSpecArgs(
+                schedule=s.db_cleanup.schedule,
+                concurrency_policy="Forbid",
+                successful_jobs_history_limit=1,
+                failed_jobs_history_limit=3,
+                job_template=k8s.batch.v1.JobTemplateSpecArgs(
+                    spec=k8s.batch.v1.JobSpecArgs(
+                        backoff_limit=2,
+                        template=k8s.core.v1.PodTemplateSpecArgs(
+                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(s.instance, "db-cleanup")),
+                            # The migration job's account: the one that owns schema-level work.
+                            spec=self._pod_spec(MIGRATE, [container], volumes, restart_policy="Never"),
+                        ),
+                    )
+                ),
+            ),
+            opts=self._opts(depends_on=[self.migration]),
         )
 
     def task_pod_template(self) -> dict:

@@ -348,6 +348,54 @@ class PlacementSettings(_Model):
     tolerations: list[Toleration] = Field(default_factory=list)
 
 
+class QuotaSettings(_Model):
+    """The namespace's ResourceQuota: one team cannot starve another."""
+
+    enabled: bool = True
+    requests_cpu: CpuQuantity = "16"
+    requests_memory: MemoryQuantity = "64Gi"
+    limits_cpu: CpuQuantity = "32"
+    limits_memory: MemoryQuantity = "128Gi"
+    pods: int = Field(200, ge=10)
+    persistent_volume_claims: int = Field(20, ge=1)
+
+
+class LimitRangeSettings(_Model):
+    """Per-container defaults and ceilings, so a task pod cannot drop its limits or ask for a node."""
+
+    enabled: bool = True
+    default_request: Quantities = Field(default_factory=lambda: Quantities(cpu="250m", memory="512Mi"))
+    default_limit: Quantities = Field(default_factory=lambda: Quantities(cpu="1", memory="1Gi"))
+    max: Quantities = Field(default_factory=lambda: Quantities(cpu="4", memory="16Gi"))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitRangeSettings:
+        for kind, measure in (("cpu", cpu_cores), ("memory", memory_bytes)):
+            request = getattr(self.default_request, kind)
+            limit = getattr(self.default_limit, kind)
+            ceiling = getattr(self.max, kind)
+            if not measure(request) <= measure(limit) <= measure(ceiling):
+                raise ValueError(f"{kind}: need defaultRequest ({request}) <= defaultLimit ({limit}) <= max ({ceiling})")
+        return self
+
+
+class DbCleanupSettings(_Model):
+    """`airflow db clean` on a schedule, instead of a maintenance DAG."""
+
+    enabled: bool = True
+    schedule: str = "17 3 * * *"
+    retention_days: int = Field(90, ge=1)
+    tables: list[str] = Field(default_factory=list, description="empty: every table db clean knows")
+    skip_archive: bool = True
+
+    @field_validator("schedule")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"'{value}' must be a 5-field cron expression, e.g. '17 3 * * *'")
+        return value
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stack
 
@@ -405,6 +453,9 @@ class Settings(_Model):
     auth_ldap_bind_password: SecretStr | None = _secret("LDAP bind password")
 
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    quota: QuotaSettings = Field(default_factory=QuotaSettings)
+    limit_range: LimitRangeSettings = Field(default_factory=LimitRangeSettings)
+    db_cleanup: DbCleanupSettings = Field(default_factory=DbCleanupSettings)
     airflow_connections: SecretStr | None = _secret(
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )
@@ -468,6 +519,21 @@ class Settings(_Model):
             problems.append(("authOidcClientSecret", "auth mode oidc needs the client secret (use --secret)"))
         if self.auth.mode == "ldap" and self.auth.ldap_bind_dn and self.auth_ldap_bind_password is None:
             problems.append(("authLdapBindPassword", "auth.ldapBindDn is set but no bind password (use --secret)"))
+        if self.limit_range.enabled:
+            ceiling = self.limit_range.max
+            for key, section in (
+                ("taskPod", self.task_pod),
+                ("apiServer", self.api_server),
+                ("scheduler", self.scheduler),
+                ("dagProcessor", self.dag_processor),
+                ("triggerer", self.triggerer),
+            ):
+                limits = section.resources.limits
+                if cpu_cores(limits.cpu) > cpu_cores(ceiling.cpu) or memory_bytes(limits.memory) > memory_bytes(ceiling.memory):
+                    problems.append(
+                        (f"{key}.resources", f"limits {limits.cpu} CPU / {limits.memory} exceed limitRange.max "
+                         f"{ceiling.cpu} / {ceiling.memory}: the namespace would refuse these pods")
+                    )
         if self.airflow_connections is not None:
             try:
                 connections = json.loads(self.airflow_connections.get_secret_value())

@@ -2,7 +2,10 @@
 component's objects go into it.
 
 It enforces Pod Security `restricted`, so a pod that is not locked down is refused by the API server
-instead of running; every pod this project creates is built to pass it.
+instead of running; every pod this project creates is built to pass it. A ResourceQuota caps what the
+instance may use in total, so one team cannot starve another, and a LimitRange gives every container
+default requests and limits and a ceiling, so a task pod cannot drop its limits (seed 002's multi-team
+setup, where both were the answer to runaway DAGs).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.config import LimitRangeSettings, QuotaSettings
 
 POD_SECURITY_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
@@ -26,6 +30,8 @@ class InstanceNamespaceArgs:
     # False: the namespace exists already (made by a platform team); we only place objects in it.
     create: bool = True
     team: str | None = None
+    quota: QuotaSettings | None = None
+    limit_range: LimitRangeSettings | None = None
 
 
 class InstanceNamespace(pulumi.ComponentResource):
@@ -47,4 +53,45 @@ class InstanceNamespace(pulumi.ComponentResource):
             self.name = self.namespace.metadata.name
         else:
             self.name = pulumi.Output.from_input(args.name)
+        self.quota = self._quota(args) if args.quota and args.quota.enabled else None
+        self.limit_range = self._limit_range(args) if args.limit_range and args.limit_range.enabled else None
         self.register_outputs({"name": self.name})
+
+    def _meta(self, args: InstanceNamespaceArgs, role: str) -> k8s.meta.v1.ObjectMetaArgs:
+        return kube.object_meta(args.instance, "namespace", self.name, kube.resource_name(args.instance, role))
+
+    def _quota(self, args: InstanceNamespaceArgs) -> k8s.core.v1.ResourceQuota:
+        quota = args.quota
+        return k8s.core.v1.ResourceQuota(
+            f"{self._name}-quota",
+            metadata=self._meta(args, "quota"),
+            spec=k8s.core.v1.ResourceQuotaSpecArgs(
+                hard={
+                    "requests.cpu": quota.requests_cpu,
+                    "requests.memory": quota.requests_memory,
+                    "limits.cpu": quota.limits_cpu,
+                    "limits.memory": quota.limits_memory,
+                    "pods": str(quota.pods),
+                    "persistentvolumeclaims": str(quota.persistent_volume_claims),
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _limit_range(self, args: InstanceNamespaceArgs) -> k8s.core.v1.LimitRange:
+        limits = args.limit_range
+        return k8s.core.v1.LimitRange(
+            f"{self._name}-limits",
+            metadata=self._meta(args, "limits"),
+            spec=k8s.core.v1.LimitRangeSpecArgs(
+                limits=[
+                    k8s.core.v1.LimitRangeItemArgs(
+                        type="Container",
+                        default_request=limits.default_request.model_dump(),
+                        default=limits.default_limit.model_dump(),
+                        max=limits.max.model_dump(),
+                    )
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
