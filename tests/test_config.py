@@ -150,3 +150,14 @@ def test_settings_are_immutable():
     with pytest.raises(Exception):
         settings.instance = "other"  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+def test_pulumi_yaml_and_readme_are_generated_from_the_model():
+    import yaml
+
+    from components.config import PROJECT, config_reference_markdown, project_config_declarations
+    from tests.harness import ROOT
+
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert declared == {f"{PROJECT}:{key}": value for key, value in project_config_declarations().items()}
+    assert config_reference_markdown() in (ROOT / "README.md").read_text(), "run: python -m components.config"
