@@ -1,0 +1,1 @@
+"""Short-lived Airflow environments, one Pulumi stack per git branch: `python -m envs --help`."""

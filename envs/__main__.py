@@ -1,0 +1,5 @@
+import sys
+
+from envs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,278 @@
+"""Merge-request previews: which stacks a change touches, the one comment, redaction, and the CI templates."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import ROOT
+
+spec = importlib.util.spec_from_file_location("ci_preview", ROOT / "scripts/ci_preview.py")
+ci = importlib.util.module_from_spec(spec)
+sys.modules["ci_preview"] = ci
+spec.loader.exec_module(ci)
+
+STACKS = ["dev", "prod", "team-analytics"]
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        (["Pulumi.dev.yaml"], ["dev"]),
+        (["Pulumi.prod.yaml", "README.md"], ["prod"]),
+        (["README.md", "tests/test_config.py", "docs/x.md"], []),
+        (["__main__.py"], STACKS),
+        (["components/postgres_cluster.py"], STACKS),
+        (["Pulumi.yaml"], STACKS),
+        (["requirements.txt"], STACKS),
+        (["requirements-dev.txt"], STACKS),
+        (["policy/rules.py"], STACKS),
+        (["Pulumi.gone.yaml"], []),  # a stack file deleted by the change: no stack left to preview
+        (["Pulumi.br-feature-x-abcdef.yaml"], []),  # branch environments are not deployed from here
+        (["envs/cli.py", "scripts/ci_preview.py"], []),
+        (["sub/Pulumi.dev.yaml"], []),
+    ],
+)
+def test_changed_stacks(files, expected):
+    assert ci.changed_stacks(files, STACKS) == expected
+
+
+def test_committed_stacks_are_the_stack_files_without_branch_environments(tmp_path):
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.br-x-123456.yaml", "Pulumi.dev.yaml.bak"):
+        (tmp_path / name).write_text("")
+    assert ci.committed_stacks(tmp_path) == ["dev", "prod"]
+
+
+def test_prod_is_deployed_last():
+    assert ci.deploy_order(["prod", "dev", "prod-eu", "team-a"]) == ["dev", "team-a", "prod", "prod-eu"]
+
+
+def test_changed_files_come_from_git_diff_of_the_merge_base(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (tmp_path / "Pulumi.dev.yaml").write_text("a")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    git("checkout", "-qb", "feature")
+    (tmp_path / "Pulumi.prod.yaml").write_text("b")
+    git("add", ".")
+    git("commit", "-qm", "change")
+    git("checkout", "-q", "main")
+    (tmp_path / "__main__.py").write_text("later on main")  # not part of the MR: three-dot diff ignores it
+    git("add", ".")
+    git("commit", "-qm", "main moves on")
+    assert ci.git_changed_files("main", "feature", tmp_path) == ["Pulumi.prod.yaml"]
+
+
+# --- redaction -----------------------------------------------------------------------------------------------
+
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n-----END RSA PRIVATE KEY-----"
+CONFIG_JSON = """{
+  "airflow-platform:s3SecretAccessKey": {"value": "wJalrXUtnFEMI-K7MDENG-bPxRfiCY", "secret": true},
+  "airflow-platform:gitSyncSshKey": {"value": "ssh-line-one-secret\\nssh-line-two-secret", "secret": true},
+  "airflow-platform:navbarColor": {"value": "#d9534f", "secret": false}
+}"""
+PREVIEW = f"""Previewing update (prod):
+  ~ kubernetes:core/v1:Secret prod-s3 update [diff: ~data]
+      ~ data: {{
+          ~ AWS_SECRET_ACCESS_KEY: [secret] => [secret]
+        }}
+  + pulumi-python:dynamic:S3Bucket prod create
+      secret_access_key: "wJalrXUtnFEMI-K7MDENG-bPxRfiCY"
+      key: "ssh-line-one-secret\\nssh-line-two-secret"
+      ssh: |
+          ssh-line-one-secret
+          ssh-line-two-secret
+      url: "postgresql://airflow:hunter2-db-pass@prod-pg-rw:5432/airflow"
+      token: "ghp-token-from-the-environment"
+      blob: "c2VjcmV0IGJ5dGVzIHRoYXQgYXJlIGxvbmcgZW5vdWdoIHRvIGJlIGEga2V5"
+      digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+      {PEM.replace(chr(10), chr(10) + '      ')}
+      navbar: "#d9534f"
+Resources:
+    + 1 to create
+    ~ 1 to update
+    40 unchanged
+"""
+
+
+def test_redaction_removes_every_secret_and_keeps_the_diff_readable():
+    secrets = ci.secret_config_values(CONFIG_JSON) + ci.env_secret_values(
+        {"GITHUB_TOKEN": "ghp-token-from-the-environment", "HOME": "/root", "PATH": "/usr/bin"}
+    )
+    text = ci.redact(PREVIEW, secrets)
+    for leaked in (
+        "wJalrXUtnFEMI",
+        "ssh-line-one-secret",
+        "ssh-line-two-secret",
+        "hunter2-db-pass",
+        "ghp-token-from-the-environment",
+        "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun",
+        "c2VjcmV0IGJ5dGVz",
+        "9f86d081884c7d659a2f",
+        "PRIVATE KEY-----\n",
+    ):
+        assert leaked not in text, leaked
+    assert "[secret] => [secret]" in text
+    assert 'url: "postgresql://airflow:[redacted]@prod-pg-rw:5432/airflow"' in text
+    assert 'navbar: "#d9534f"' in text and "/root" not in secrets and "+ 1 to create" in text
+
+
+def test_a_private_key_without_its_end_line_is_redacted_to_the_end():
+    assert ci.redact("before\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\ntruncated") == "before\n[redacted private key]"
+
+
+def test_only_secret_looking_environment_variables_are_redacted():
+    env = {"PULUMI_CONFIG_PASSPHRASE": "pass-phrase", "MY_API_TOKEN": "tok-123456", "DB_PASSWORD": "pw-123456",
+           "HOME": "/home/runner", "CI_COMMIT_REF_NAME": "main"}
+    assert sorted(ci.env_secret_values(env)) == ["pass-phrase", "pw-123456", "tok-123456"]
+
+
+# --- the comment ---------------------------------------------------------------------------------------------
+
+
+def test_comment_has_the_marker_and_one_section_per_stack():
+    results = [ci.StackResult("dev", 0, ci.redact(PREVIEW)), ci.StackResult("prod", 255, "error: policy violation\nResources:\n    1 unchanged\n")]
+    body = ci.build_comment(results, head="0123456789abcdef0123", job_url="https://ci/job/1")
+    assert body.startswith(ci.MARKER)
+    assert body.count("### Stack ") == 2
+    assert "### Stack `dev` ✅" in body and "### Stack `prod` ❌ failed (exit 255)" in body
+    assert "+ 1 to create, ~ 1 to update, 40 unchanged" in body
+    assert "Commit `0123456789ab`" in body and "(https://ci/job/1)" in body
+    assert body.startswith(ci.MARKER + "\n## ❌")
+
+
+def test_a_change_that_touches_no_stack_still_says_so():
+    body = ci.build_comment([])
+    assert ci.MARKER in body and "touches no stack" in body
+
+
+def test_huge_outputs_are_clipped_to_fit_one_comment():
+    big = "\n".join(f"  + resource {i}" for i in range(20000)) + "\nResources:\n    + 20000 to create\n"
+    body = ci.build_comment([ci.StackResult(s, 0, big) for s in STACKS])
+    assert len(body) < 65536
+    assert body.count("lines omitted") == 3 and body.count("+ 20000 to create") == 6  # summary line and kept tail
+
+
+def test_backticks_in_the_output_cannot_close_the_code_block():
+    body = ci.build_comment([ci.StackResult("dev", 0, "```\n# injected heading")])
+    assert body.count("```") == 2
+
+
+@pytest.mark.parametrize(
+    "notes, expected",
+    [
+        ([], ("create", None)),
+        ([{"id": 1, "body": "LGTM"}, {"id": 2, "body": "ci: pipeline passed"}], ("create", None)),
+        ([{"id": 1, "body": "LGTM"}, {"id": 7, "body": f"{ci.MARKER}\n## old preview"}, {"id": 9, "body": ci.MARKER}], ("update", 7)),
+        ([{"id": 3, "body": None}], ("create", None)),
+    ],
+)
+def test_update_the_previous_comment_instead_of_adding_one(notes, expected):
+    assert ci.plan_post(notes) == expected
+
+
+class FakeForge:
+    def __init__(self, notes):
+        self._notes, self.calls = notes, []
+
+    def notes(self):
+        return self._notes
+
+    def create(self, body):
+        self.calls.append(("create", body))
+
+    def update(self, note_id, body):
+        self.calls.append(("update", note_id, body))
+
+
+def test_post_updates_or_creates():
+    forge = FakeForge([{"id": 4, "body": ci.MARKER + " old"}])
+    assert ci.post(forge, "new", out=lambda _: None) == "update" and forge.calls == [("update", 4, "new")]
+    forge = FakeForge([])
+    assert ci.post(forge, "new", out=lambda _: None) == "create" and forge.calls == [("create", "new")]
+
+
+def test_forge_is_chosen_from_the_ci_environment():
+    gitlab = ci.forge_from_env({"GITLAB_CI": "true", "GITLAB_TOKEN": "t", "CI_API_V4_URL": "https://gl/api/v4/",
+                                "CI_PROJECT_ID": "group/proj", "CI_MERGE_REQUEST_IID": "12"})
+    assert gitlab.base == "https://gl/api/v4/projects/group%2Fproj/merge_requests/12/notes"
+    github = ci.forge_from_env({"GITHUB_ACTIONS": "true", "GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "o/r"}, pr="5")
+    assert (github.api, github.repository, github.number) == ("https://api.github.com", "o/r", "5")
+    with pytest.raises(SystemExit, match="GITLAB_TOKEN"):
+        ci.forge_from_env({"GITLAB_CI": "true"})
+
+
+def test_pulumi_is_run_with_the_policy_pack_and_without_outputs():
+    preview = ci.pulumi_args("preview", "prod")
+    assert preview[0] == "preview"
+    for flag in ("--diff", "--non-interactive", "--suppress-outputs"):
+        assert flag in preview
+    assert preview[preview.index("--policy-pack") + 1] == "policy" and preview[preview.index("--stack") + 1] == "prod"
+    assert preview[preview.index("--color") + 1] == "never"
+    assert ci.pulumi_args("apply", "dev")[:2] == ["up", "--yes"]
+
+
+# --- the CI templates ----------------------------------------------------------------------------------------
+
+COMMAND = re.compile(r"(scripts/[A-Za-z0-9_.-]+|python -m envs)")
+
+
+def _scripts(document) -> list[str]:
+    found = []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key in ("script", "before_script", "run") :
+                found += value if isinstance(value, list) else [value]
+            else:
+                found += _scripts(value)
+    elif isinstance(document, list):
+        for item in document:
+            found += _scripts(item)
+    return [str(line) for line in found]
+
+
+@pytest.mark.parametrize("path", ["ci/gitlab-ci.yml", ".github/workflows/preview.yml", ".github/workflows/branch-env.yml"])
+def test_ci_templates_parse_and_call_scripts_that_exist(path):
+    document = yaml.safe_load((ROOT / path).read_text())
+    commands = " ".join(_scripts(document))
+    for used in COMMAND.findall(commands):
+        if used.startswith("scripts/"):
+            assert (ROOT / used).is_file(), used
+    assert "scripts/install-pulumi" in commands
+    text = (ROOT / path).read_text()
+    assert "PULUMI_BACKEND_URL" in text and "PULUMI_CONFIG_PASSPHRASE" in text
+    # user-controlled names never pasted into a shell script
+    assert not re.search(r"run:.*\$\{\{\s*github\.(head_ref|ref_name|event\.ref)", text)
+
+
+def test_gitlab_template_has_preview_deploy_and_a_stoppable_review_environment():
+    jobs = yaml.safe_load((ROOT / "ci/gitlab-ci.yml").read_text())
+    assert "scripts/ci-preview" in " ".join(jobs["preview"]["script"])
+    assert "merge_request_event" in jobs["preview"]["rules"][0]["if"]
+    assert "--apply" in " ".join(jobs["deploy"]["script"]) and "CI_DEFAULT_BRANCH" in jobs["deploy"]["rules"][0]["if"]
+    create, destroy = jobs["branch-env:create"], jobs["branch-env:destroy"]
+    assert create["environment"] == {"name": "review/$CI_COMMIT_REF_SLUG", "on_stop": "branch-env:destroy", "auto_stop_in": "1 week"}
+    assert destroy["environment"] == {"name": "review/$CI_COMMIT_REF_SLUG", "action": "stop"}
+    assert destroy["rules"][0]["when"] == "manual"
+    assert "python -m envs create" in " ".join(create["script"]) and "python -m envs destroy" in " ".join(destroy["script"])
+
+
+def test_github_workflows_cover_pull_requests_main_and_branch_deletion():
+    preview = yaml.safe_load((ROOT / ".github/workflows/preview.yml").read_text())
+    branch = yaml.safe_load((ROOT / ".github/workflows/branch-env.yml").read_text())
+    on_preview, on_branch = preview[True], branch[True]  # YAML 1.1 reads the key `on` as True
+    assert "pull_request" in on_preview and on_preview["push"]["branches"] == ["main"]
+    assert {"push", "delete", "pull_request"} <= set(on_branch) and on_branch["pull_request"]["types"] == ["closed"]
+    steps = " ".join(_scripts(branch))
+    assert "python -m envs create" in steps and "python -m envs destroy" in steps

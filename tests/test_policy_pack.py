@@ -1,0 +1,290 @@
+"""The policy pack's rules on good and bad resources, and our own program passing all of them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from policy import rules
+from policy.rules import UNKNOWN, Checked
+from tests.harness import ROOT, run_stack
+from tests.stacks import TEST_SECRETS, stack_file_config
+
+SAFE_CONTAINER = {
+    "name": "app",
+    "image": "apache/airflow:3.3.2-python3.12",
+    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "securityContext": {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+
+
+def deployment(**pod_changes) -> Checked:
+    spec = {"containers": [copy.deepcopy(SAFE_CONTAINER)], **pod_changes}
+    return Checked("kubernetes:apps/v1:Deployment", {"metadata": {"name": "web"}, "spec": {"template": {"spec": spec}}})
+
+
+def cronjob(container: dict) -> Checked:
+    spec = {"containers": [container]}
+    return Checked("kubernetes:batch/v1:CronJob", {"metadata": {"name": "cleanup"}, "spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}})
+
+
+def with_changes(**changes) -> dict:
+    container = copy.deepcopy(SAFE_CONTAINER)
+    for key, value in changes.items():
+        if value is None:
+            container.pop(key, None)
+        else:
+            container[key] = value
+    return container
+
+
+def test_a_safe_workload_passes_every_rule():
+    assert rules.check(deployment()) == {}
+
+
+# --- resources -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"])
+def test_each_missing_request_or_limit_fails(missing):
+    container = copy.deepcopy(SAFE_CONTAINER)
+    section, quantity = missing.split(".")
+    del container["resources"][section][quantity]
+    assert rules.container_resources(cronjob(container)) == [f"CronJob 'cleanup': container 'app' has no resources.{missing}"]
+
+
+def test_init_containers_need_resources_too():
+    init = with_changes(name="wait", resources=None)
+    problems = rules.container_resources(deployment(initContainers=[init]))
+    assert problems == [
+        "Deployment 'web': initContainer 'wait' has no resources.requests.cpu, resources.requests.memory, "
+        "resources.limits.cpu, resources.limits.memory"
+    ]
+
+
+@pytest.mark.parametrize("type_", ["kubernetes:core/v1:Pod", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job"])
+def test_every_workload_kind_is_checked(type_):
+    spec = {"containers": [with_changes(resources=None)]}
+    props = {"spec": spec} if type_.endswith("Pod") else {"spec": {"template": {"spec": spec}}}
+    assert rules.container_resources(Checked(type_, props))
+
+
+# --- pod security --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "context_change, expected",
+    [
+        ({"allowPrivilegeEscalation": True}, "allowPrivilegeEscalation: false"),
+        ({"allowPrivilegeEscalation": None}, "allowPrivilegeEscalation: false"),
+        ({"capabilities": {"drop": ["NET_RAW"]}}, "drop ALL capabilities"),
+        ({"capabilities": None}, "drop ALL capabilities"),
+        ({"runAsNonRoot": False}, "runAsNonRoot: true"),
+        ({"runAsNonRoot": None}, "runAsNonRoot: true"),
+        ({"runAsUser": 0}, "uid 0"),
+        ({"seccompProfile": {"type": "Unconfined"}}, "seccompProfile"),
+        ({"seccompProfile": None}, "seccompProfile"),
+        ({"privileged": True}, "is privileged"),
+    ],
+)
+def test_each_restricted_requirement_fails_on_its_own(context_change, expected):
+    context = copy.deepcopy(SAFE_CONTAINER["securityContext"])
+    for key, value in context_change.items():
+        if value is None:
+            context.pop(key, None)
+        else:
+            context[key] = value
+    problems = rules.pod_security_restricted(deployment(containers=[with_changes(securityContext=context)]))
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_pod_level_run_as_non_root_and_seccomp_count():
+    context = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    pod = {"runAsNonRoot": True, "runAsUser": 50000, "seccompProfile": {"type": "RuntimeDefault"}}
+    checked = deployment(containers=[with_changes(securityContext=context)], securityContext=pod)
+    assert rules.pod_security_restricted(checked) == []
+
+
+@pytest.mark.parametrize(
+    "pod_change, expected",
+    [
+        ({"hostNetwork": True}, "hostNetwork is true"),
+        ({"hostPID": True}, "hostPID is true"),
+        ({"volumes": [{"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}]}, "volume 'docker' is a hostPath"),
+    ],
+)
+def test_host_namespaces_and_host_paths_fail(pod_change, expected):
+    assert rules.pod_security_restricted(deployment(**pod_change)) == [f"Deployment 'web': {expected}"]
+
+
+def test_init_container_without_security_context_fails():
+    problems = rules.pod_security_restricted(deployment(initContainers=[with_changes(name="init", securityContext=None)]))
+    assert problems and all("initContainer 'init'" in p for p in problems)
+
+
+def test_values_unknown_during_preview_do_not_fail():
+    container = with_changes(image=UNKNOWN, resources=UNKNOWN, securityContext=UNKNOWN)
+    assert rules.check(deployment(containers=[container])) == {}
+
+
+# --- images --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image, ok",
+    [
+        ("apache/airflow:3.3.2-python3.12", True),
+        ("registry.k8s.io/git-sync/git-sync:v4.4.2", True),
+        ("registry.example.org:5000/team/app:1.0", True),
+        ("busybox@sha256:" + "a" * 64, True),
+        ("apache/airflow:latest", False),
+        ("apache/airflow:LATEST", False),
+        ("apache/airflow", False),
+        ("registry.example.org:5000/team/app", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_images_need_a_pinned_tag_or_digest(image, ok):
+    container = with_changes(image=image) if image is not None else with_changes(image=None)
+    assert (rules.pinned_image_tags(deployment(containers=[container])) == []) is ok
+
+
+# --- ConfigMaps ----------------------------------------------------------------------------------------------
+
+
+def configmap(data: dict) -> Checked:
+    return Checked("kubernetes:core/v1:ConfigMap", {"metadata": {"name": "cfg"}, "data": data})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "DB_PASSWORD",
+        "password",
+        "dbPassword",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "github_token",
+        "tls.private-key",
+        "apiKey",
+    ],
+)
+def test_secret_looking_keys_fail(key):
+    assert rules.no_secrets_in_configmaps(configmap({key: "x"})) == [
+        f"ConfigMap 'cfg': key '{key}' looks like a secret; put it in a Secret"
+    ]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_SECRET",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+        "AIRFLOW__SECRETS__BACKEND",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS",
+        "pod_template.yaml",
+        "tokenizer_model",
+        "ca-bundle.pem",
+    ],
+)
+def test_keys_that_only_point_at_secrets_pass(key):
+    assert rules.no_secrets_in_configmaps(configmap({key: "/path/or/command"})) == []
+
+
+@pytest.mark.parametrize(
+    "value, found",
+    [
+        ("-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----\n", "a PEM private key"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n", "a PEM private key"),
+        ("-----BEGIN RSA PRIVATE KEY-----\n", "a PEM private key"),
+        ("postgresql://airflow:hunter2@db:5432/airflow", "a URL with a password"),
+        ("conn: redis://default:s3cret@redis:6379/0", "a URL with a password"),
+    ],
+)
+def test_credential_values_fail_under_any_key(value, found):
+    assert rules.no_secrets_in_configmaps(configmap({"settings": value})) == [
+        f"ConfigMap 'cfg': the value of 'settings' contains {found}; put it in a Secret"
+    ]
+
+
+def test_ca_bundles_and_urls_without_passwords_pass():
+    data = {
+        "ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n",
+        "url": "https://user@git.example.org/dags.git",
+        "db": "postgresql://db:5432/airflow",
+    }
+    assert rules.no_secrets_in_configmaps(configmap(data)) == []
+
+
+# --- protection on prod --------------------------------------------------------------------------------------
+
+CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
+BUCKET = "pulumi-python:dynamic:S3Bucket"
+
+
+@pytest.mark.parametrize("type_", [CLUSTER, BUCKET])
+@pytest.mark.parametrize("stack, must_protect", [("prod", True), ("prod-eu", True), ("dev", False), ("production", False), ("br-prod-x-aaaaaa", False)])
+def test_database_and_bucket_must_be_protected_on_prod_stacks(type_, stack, must_protect):
+    assert rules.prod_stateful_protected(Checked(type_, {}, stack=stack, protect=True, name="x")) == []
+    assert bool(rules.prod_stateful_protected(Checked(type_, {}, stack=stack, protect=False, name="x"))) is must_protect
+
+
+def test_other_resources_need_no_protection_on_prod():
+    assert rules.prod_stateful_protected(Checked("kubernetes:core/v1:ConfigMap", {}, stack="prod")) == []
+
+
+def test_stack_comes_from_the_urn():
+    assert rules.stack_of_urn("urn:pulumi:prod-eu::airflow-platform::kubernetes:core/v1:Secret::x") == "prod-eu"
+
+
+# --- our program passes the pack ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_our_program_passes_every_rule(stack):
+    run = run_stack(stack_file_config(stack), TEST_SECRETS, stack=stack)
+    checked = [Checked(r.type, r.inputs, rules.stack_of_urn(r.urn), r.protect, r.name) for r in run.resources]
+    assert {c.stack for c in checked} == {stack}
+    assert {name: found for c in checked if (found := rules.check(c)) for name in [c.name]} == {}
+    # The rules actually looked at something: workloads, ConfigMaps and (on prod) protected state.
+    assert sum(1 for c in checked if rules.pod_spec(c)) >= 5
+    assert any(c.kind == "ConfigMap" for c in checked)
+    if stack == "prod":
+        stateful = [c for c in checked if c.type in rules.STATEFUL_TYPES]
+        assert len(stateful) == 2 and all(c.protect for c in stateful)
+
+
+def test_the_prod_program_without_protect_would_be_refused():
+    run = run_stack({**stack_file_config("prod"), "protect": False}, TEST_SECRETS, stack="prod")
+    refused = [r.type for r in run.resources if rules.prod_stateful_protected(Checked(r.type, r.inputs, "prod", r.protect, r.name))]
+    assert sorted(refused) == sorted(rules.STATEFUL_TYPES)
+
+
+def test_policy_pack_files_declare_a_python_pack_with_every_rule_mandatory():
+    project = yaml.safe_load(Path(ROOT, "policy/PulumiPolicy.yaml").read_text())
+    assert project["runtime"]["name"] == "python"
+    assert (Path(ROOT, "policy") / project["runtime"]["options"]["virtualenv"]).resolve() == Path(ROOT, ".venv").resolve()
+    source = Path(ROOT, "policy/__main__.py").read_text()
+    assert "EnforcementLevel.MANDATORY" in source and "rules.RULES" in source
+    assert "pulumi-policy==" in Path(ROOT, "policy/requirements.txt").read_text()
+
+
+def test_the_pack_turns_engine_props_with_unknowns_into_plain_values():
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+    source = Path(ROOT, "policy/__main__.py").read_text().split("\nPolicyPack(")[0].replace("import rules\n", "")
+    namespace = {"rules": rules}
+    exec(compile(source, "policy/__main__.py", "exec"), namespace)
+    props = unknown_checking_proxy({"spec": {"template": {"spec": {"containers": [{"image": UNKNOWN_STRING_VALUE}]}}}})
+    assert namespace["plain"](props) == {"spec": {"template": {"spec": {"containers": [{"image": UNKNOWN}]}}}}
