@@ -34,6 +34,10 @@ POD_TEMPLATE_DIR = f"{kube.AIRFLOW_HOME}/pod-templates"
 POD_TEMPLATE_FILE = f"{POD_TEMPLATE_DIR}/pod_template.yaml"
 CONNECTIONS_DIR = f"{kube.AIRFLOW_HOME}/secrets"
 WEBSERVER_DIR = f"{kube.AIRFLOW_HOME}/webserver"
+# SimpleAuthManager opens its passwords file read-write ("a+" at start-up, "r+" at every login), and a Secret
+# volume is read-only: the api-server works on a copy in a writable in-memory volume.
+SIMPLE_AUTH_DIR = f"{kube.AIRFLOW_HOME}/simple-auth"
+SIMPLE_AUTH_PASSWORDS = "simple_auth_manager_passwords.json"
 S3_CA_DIR = f"{kube.AIRFLOW_HOME}/s3-ca"
 DAGS_DIR = f"{kube.AIRFLOW_HOME}/dags"
 GIT_SECRET_DIR = "/etc/git-secret"
@@ -82,6 +86,7 @@ class _Part:
     extra_mounts: tuple = ()
     # What this component reads besides the common config: a change to any of it rolls only this one.
     reads: tuple = ()
+    init_containers: tuple = ()
 
 
 class AirflowControlPlane(pulumi.ComponentResource):
@@ -171,6 +176,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
             ),
             "AIRFLOW__API__BASE_URL": self.base_url,
             "AIRFLOW__API__INSTANCE_NAME": s.instance_title or s.instance,
+            "AIRFLOW__FAB__NAVBAR_COLOR": s.navbar_color,
             "AIRFLOW__API__WORKERS": str(s.api_server.workers),
             # PgBouncer in transaction mode does the pooling; a second pool in every process only holds
             # server connections hostage.
@@ -203,7 +209,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
             env["AIRFLOW__FAB__CONFIG_FILE"] = f"{WEBSERVER_DIR}/webserver_config.py"
         else:
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{airflow_auth.ADMIN_USER}:admin"
-            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = f"{WEBSERVER_DIR}/simple_auth_manager_passwords.json"
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = f"{SIMPLE_AUTH_DIR}/{SIMPLE_AUTH_PASSWORDS}"
         if self._args.kerberos is not None:
             env["AIRFLOW__CORE__SECURITY"] = "kerberos"
             env["AIRFLOW__KERBEROS__PRINCIPAL"] = self._args.kerberos.principal
@@ -262,7 +268,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                 data["ldap-bind-password"] = secret_output(s.auth_ldap_bind_password)
         else:
             data = {
-                "simple_auth_manager_passwords.json": self.admin_password.apply(
+                SIMPLE_AUTH_PASSWORDS: self.admin_password.apply(
                     lambda password: json.dumps({airflow_auth.ADMIN_USER: password})
                 )
             }
@@ -443,6 +449,31 @@ class AirflowControlPlane(pulumi.ComponentResource):
             secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=s.name("webserver-config"), default_mode=0o440),
         )
         auth_mount = k8s.core.v1.VolumeMountArgs(name="webserver-config", mount_path=WEBSERVER_DIR, read_only=True)
+        api_volumes, api_mounts, api_init = [auth_volume], [auth_mount], []
+        if not airflow_auth.uses_fab(s.auth):
+            simple_auth_mount = k8s.core.v1.VolumeMountArgs(name="simple-auth", mount_path=SIMPLE_AUTH_DIR)
+            api_volumes.append(
+                k8s.core.v1.VolumeArgs(
+                    name="simple-auth", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit="1Mi")
+                )
+            )
+            api_mounts.append(simple_auth_mount)
+            api_init.append(
+                k8s.core.v1.ContainerArgs(
+                    name="copy-simple-auth-passwords",
+                    image=s.image,
+                    image_pull_policy=s.image_pull_policy,
+                    command=[
+                        "install", "-m", "0600",
+                        f"{WEBSERVER_DIR}/{SIMPLE_AUTH_PASSWORDS}", f"{SIMPLE_AUTH_DIR}/{SIMPLE_AUTH_PASSWORDS}",
+                    ],
+                    volume_mounts=[auth_mount, simple_auth_mount],
+                    resources=k8s.core.v1.ResourceRequirementsArgs(
+                        requests={"cpu": "10m", "memory": "16Mi"}, limits={"cpu": "100m", "memory": "64Mi"}
+                    ),
+                    security_context=kube.restricted_container_security_context(),
+                )
+            )
         pod_template_volume = k8s.core.v1.VolumeArgs(
             name="pod-template", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=s.name("pod-template"))
         )
@@ -461,9 +492,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
                     ),
                 },
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=port)],
-                extra_volumes=(auth_volume,),
-                extra_mounts=(auth_mount,),
+                extra_volumes=tuple(api_volumes),
+                extra_mounts=tuple(api_mounts),
                 reads=(self.auth_secret,),
+                init_containers=tuple(api_init),
             ),
             _Part(
                 SCHEDULER,
@@ -534,7 +566,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                         part.component,
                         containers,
                         volumes,
-                        init_containers=[self._wait_for_migrations()],
+                        init_containers=[self._wait_for_migrations(), *part.init_containers],
                         anti_affinity=part.replicas > 1,
                     ),
                 ),

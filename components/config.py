@@ -416,7 +416,7 @@ class Settings(_Model):
     airflow_python_version: str = Field("3.12", description="Python of the image tag")
     image_pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
     instance_title: str | None = Field(None, description="shown in the UI; defaults to the instance name")
-    navbar_color: str = Field("#fff", description="UI navbar colour, e.g. red for prod")
+    navbar_color: str = Field("#fff", description="navbar colour of the FAB login pages, e.g. red for prod")
 
     api_server: ApiServerSettings = Field(
         default_factory=lambda: ApiServerSettings(resources=resources("250m", "1Gi", "1", "2Gi"))
