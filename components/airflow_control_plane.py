@@ -372,16 +372,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
 
     def _wait_for_migrations(self) -> k8s.core.v1.ContainerArgs:
-        _, mounts = kube.scratch_volumes()
-        return k8s.core.v1.ContainerArgs(
-            name="wait-for-migrations",
-            image=self._settings.image,
-            image_pull_policy=self._settings.image_pull_policy,
+        return self._airflow_command(
+            "wait-for-migrations",
+            self._settings.triggerer.resources,
             args=["db", "check-migrations", "--migration-wait-timeout=600"],
-            env_from=self._env_from(with_secrets=True),
-            volume_mounts=mounts,
-            resources=kube.resource_requirements(self._settings.triggerer.resources),
-            security_context=kube.restricted_container_security_context(),
         )
 
     def _pod_spec(
@@ -589,19 +583,26 @@ class AirflowControlPlane(pulumi.ComponentResource):
     def _team_label(self) -> dict[str, str]:
         return {"airflow-platform/team": self._settings.team} if self._settings.team else {}
 
-    def _migration_job(self) -> k8s.batch.v1.Job:
+    def _airflow_command(self, name: str, resources, args=None, command=None) -> k8s.core.v1.ContainerArgs:
+        """A container that runs one Airflow command with the full configuration (jobs, init containers)."""
         s = self._settings
-        volumes, mounts = kube.scratch_volumes()
-        container = k8s.core.v1.ContainerArgs(
-            name="migrate",
+        _, mounts = kube.scratch_volumes()
+        return k8s.core.v1.ContainerArgs(
+            name=name,
             image=s.image,
             image_pull_policy=s.image_pull_policy,
-            args=["db", "migrate"],
+            args=args,
+            command=command,
             env_from=self._env_from(with_secrets=True),
-            resources=kube.resource_requirements(s.scheduler.resources),
+            resources=kube.resource_requirements(resources),
             security_context=kube.restricted_container_security_context(),
             volume_mounts=mounts,
         )
+
+    def _migration_job(self) -> k8s.batch.v1.Job:
+        s = self._settings
+        volumes, _ = kube.scratch_volumes()
+        container = self._airflow_command("migrate", s.scheduler.resources, args=["db", "migrate"])
         name = kube.migration_job_name(s.instance, s.airflow_version)
         return k8s.batch.v1.Job(
             f"{self._name}-migrate",
@@ -636,16 +637,9 @@ class AirflowControlPlane(pulumi.ComponentResource):
     def _db_cleanup_cron_job(self) -> k8s.batch.v1.CronJob:
         """Upkeep without a maintenance DAG: old task instances, logs rows and XComs leave the database."""
         s = self._settings
-        volumes, mounts = kube.scratch_volumes()
-        container = k8s.core.v1.ContainerArgs(
-            name="db-clean",
-            image=s.image,
-            image_pull_policy=s.image_pull_policy,
-            command=["sh", "-c", self.db_cleanup_command()],
-            env_from=self._env_from(with_secrets=True),
-            resources=kube.resource_requirements(s.triggerer.resources),
-            security_context=kube.restricted_container_security_context(),
-            volume_mounts=mounts,
+        volumes, _ = kube.scratch_volumes()
+        container = self._airflow_command(
+            "db-clean", s.triggerer.resources, command=["sh", "-c", self.db_cleanup_command()]
         )
         return k8s.batch.v1.CronJob(
             f"{self._name}-db-cleanup",

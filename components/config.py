@@ -647,6 +647,16 @@ def _decode(key: str, value: str) -> Any:
     return value
 
 
+def config_text(value: Any) -> str:
+    """A config value as the engine hands it to a program (the inverse of `_decode`): structured values as
+    JSON text, booleans as true/false, everything else as a string."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def load_settings(config: pulumi.Config | None = None) -> Settings:
     """Read and validate the stack's config. The only function in the project that touches pulumi.Config."""
     config = config or pulumi.Config(PROJECT)

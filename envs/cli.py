@@ -30,10 +30,10 @@ from typing import Any, Callable, Iterable, Protocol
 
 import yaml
 
+from components.config import PROJECT, ConfigError, config_text, parse_settings
 from envs.naming import branch_instance_name, is_branch_stack, normalize_branch
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "airflow-platform"
 
 TAG_BRANCH = f"{PROJECT}:branch"
 TAG_CREATED = f"{PROJECT}:created-at"
@@ -189,7 +189,6 @@ def branch_config(
 
 def config_problems(plain: dict[str, Any], secrets: dict[str, str]) -> list[str]:
     """What the program would reject, found before any engine runs."""
-    from components.config import ConfigError, parse_settings
 
     try:
         parse_settings({**plain, **secrets})
@@ -201,15 +200,7 @@ def config_problems(plain: dict[str, Any], secrets: dict[str, str]) -> list[str]
 def config_map(plain: dict[str, Any], secrets: dict[str, str]) -> dict[str, tuple[str, bool]]:
     """Full config key → (text, secret) for `set_all_config`: structured values as JSON text, which the program
     decodes exactly like the objects of a committed stack file."""
-    result: dict[str, tuple[str, bool]] = {}
-    for key, value in plain.items():
-        if isinstance(value, (dict, list)):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        result[f"{PROJECT}:{key}"] = (text, False)
+    result = {f"{PROJECT}:{key}": (config_text(value), False) for key, value in plain.items()}
     for key, value in secrets.items():
         result[f"{PROJECT}:{key}"] = (value, True)
     return result

@@ -169,16 +169,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def stack_config(values: dict[str, Any]) -> dict[str, str]:
     """Config as the engine hands it to a program: structured values as JSON text, scalars as strings."""
-    config = {}
-    for key, value in values.items():
-        if isinstance(value, (dict, list)):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        config[f"{PROJECT}:{key}"] = text
-    return config
+    from components.config import config_text
+
+    return {f"{PROJECT}:{key}": config_text(value) for key, value in values.items()}
 
 
 def run_stack(
