@@ -81,15 +81,23 @@ class KerberosKeytab(pulumi.ComponentResource):
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-krb5-conf", metadata=self._meta("krb5-conf"), data={"krb5.conf": krb5_conf(args.settings)}, opts=child
         )
+        # `pulumi up` does not wait for the claim to bind: a WaitForFirstConsumer class binds it only once
+        # the renewer is scheduled, which is created after it.
+        ccache_meta = kube.object_meta(
+            args.instance,
+            COMPONENT,
+            args.namespace,
+            kube.resource_name(args.instance, "krb5-ccache"),
+            annotations={"pulumi.com/skipAwait": "true"},
+        )
         self.ticket_cache = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-ccache",
-            metadata=self._meta("krb5-ccache"),
+            metadata=ccache_meta,
             spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                 access_modes=["ReadWriteMany"],
                 storage_class_name=args.settings.ccache_storage_class,
                 resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": args.settings.ccache_size}),
             ),
-            # Nothing waits for the claim to bind: a WaitForFirstConsumer class binds only with the renewer.
             opts=pulumi.ResourceOptions(parent=self),
         )
 

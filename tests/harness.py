@@ -75,10 +75,6 @@ class StackRun:
         assert len(found) == 1, f"expected one object named {name}, found {len(found)}"
         return found[0]
 
-    def generated_secrets(self) -> list[str]:
-        """Every value the program generated as a secret (passwords, keys), as the mocks produced them."""
-        return [r.outputs_secret for r in self.resources if hasattr(r, "outputs_secret")]
-
 
 def _secret_paths(value: Any, path: str = "") -> set[str]:
     found: set[str] = set()

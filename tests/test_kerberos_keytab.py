@@ -87,3 +87,8 @@ def test_consumers_get_volumes_mounts_and_env_for_the_ticket():
     assert seen["mounts"] == {"krb5-ccache": ("/var/run/airflow-krb5", None), "krb5-conf": ("/etc/airflow-krb5", True)}
     assert seen["env"] == {"KRB5CCNAME": "FILE:/var/run/airflow-krb5/krb5cc", "KRB5_CONFIG": "/etc/airflow-krb5/krb5.conf"}
     assert seen["volumes"] == ["krb5-ccache", "krb5-conf"]
+
+
+def test_up_does_not_wait_for_the_ticket_cache_to_bind_before_its_consumer_exists():
+    claim = kerberos_run().one("PersistentVolumeClaim")
+    assert claim.metadata["annotations"] == {"pulumi.com/skipAwait": "true"}
