@@ -713,17 +713,15 @@ def _scalar_type(annotation: Any) -> str | None:
 
 
 def project_config_declarations() -> dict[str, dict[str, Any]]:
+    """The scalar keys that have a default. The engine treats a declared key without a default as required
+    and refuses to run a stack that does not set it, so optional keys (and secrets, which never have a
+    default) are left out; the README's table documents every key, and the model validates them all."""
     declarations: dict[str, dict[str, Any]] = {}
     for key, field in config_keys().items():
         kind = _scalar_type(field.annotation)
-        if kind is None:
+        if kind is None or key in secret_keys() or field.is_required() or field.default is None:
             continue
-        declaration: dict[str, Any] = {"type": kind, "description": field.description or key}
-        if key in secret_keys():
-            declaration["secret"] = True
-        elif field.default is not None and not callable(field.default_factory) and key != "instance":
-            declaration["default"] = field.default
-        declarations[key] = declaration
+        declarations[key] = {"type": kind, "description": field.description or key, "default": field.default}
     return declarations
 
 

@@ -134,9 +134,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """Keeps the raw request so tests can see which inputs travel as secrets (the mocks strip that)."""
 
-    def __init__(self, mocks: RecordingMocks, run: StackRun):
+    def __init__(self, mocks: RecordingMocks, run: StackRun, project: str, stack: str):
         super().__init__(mocks)
         self.run = run
+        self.project, self.stack = project, stack
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The SDK's mock builds URNs from settings it reads on an executor thread, where (since pulumi 3.2xx)
+        # they are the defaults "stack" and "project"; the policy pack reads the stack from the URN.
+        urn = super().make_urn(parent, type_, name)
+        return urn.replace("urn:pulumi:stack::project::", f"urn:pulumi:{self.stack}::{self.project}::", 1)
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
@@ -185,7 +192,7 @@ def run_stack(
     secrets = dict(secrets or {})
     pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=preview)
     mocks = RecordingMocks(run)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(mocks, run))
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(mocks, run, PROJECT, stack))
     pulumi.runtime.set_all_config(
         stack_config({**config, **secrets}), [f"{PROJECT}:{key}" for key in secrets]
     )

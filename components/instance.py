@@ -1,0 +1,154 @@
+"""The whole instance, composed: config in, components composed, outputs out.
+
+`__main__.py` calls `airflow_instance()` for `pulumi up` with any Pulumi CLI; our own tools (the embedded
+default, branch environments, merge-request previews, the end-to-end tests) run the same function as an
+Automation API inline program (`engine.py`), so both paths run exactly this code.
+
+    Settings ─┬─ InstanceNamespace
+              ├─ WorkerRBAC ─────────── service accounts ──────┐
+              ├─ LogBucket ──── s3:// URL, log connection ─────┤
+              │      └───── backup destination ─ PostgresCluster ── pooler URL ─┤
+              └─ KerberosKeytab ─── volumes, mounts, env ──────┴─> AirflowControlPlane
+"""
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs, KerberosMounts
+from components.config import load_settings, secret_output
+from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
+from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
+from components.log_bucket import LogBucket, LogBucketArgs
+from components.postgres_cluster import BackupDestination, PostgresCluster, PostgresClusterArgs
+from components.worker_rbac import KERBEROS, WorkerRBAC, WorkerRBACArgs
+
+
+def airflow_instance() -> None:
+    settings = load_settings()
+    instance = settings.instance
+
+    kubernetes = k8s.Provider(
+        "kubernetes",
+        render_yaml_to_directory=settings.kubernetes_render_dir,
+        context=settings.kubernetes_context,
+    )
+    on_cluster = pulumi.ResourceOptions(providers=[kubernetes])
+    # The database and the bucket hold what cannot be recreated: prod stacks protect and retain them.
+    stateful = pulumi.ResourceOptions.merge(
+        on_cluster, pulumi.ResourceOptions(protect=settings.protect, retain_on_delete=settings.protect)
+    )
+
+    namespace = InstanceNamespace(
+        instance,
+        InstanceNamespaceArgs(
+            instance=instance,
+            name=settings.kubernetes_namespace,
+            create=settings.create_namespace,
+            team=settings.team,
+            quota=settings.quota,
+            limit_range=settings.limit_range,
+        ),
+        opts=on_cluster,
+    )
+
+    rbac = WorkerRBAC(
+        instance,
+        WorkerRBACArgs(
+            instance=instance,
+            namespace=namespace.name,
+            task_pod_api_access=settings.task_pod.kubernetes_api_access,
+            kerberos_enabled=settings.kerberos.enabled,
+        ),
+        opts=on_cluster,
+    )
+
+    s3_access_key_id = secret_output(settings.s3_access_key_id)
+    s3_secret_access_key = secret_output(settings.s3_secret_access_key)
+    logs = LogBucket(
+        instance,
+        LogBucketArgs(
+            bucket_name=settings.bucket_name,
+            region=settings.s3.region,
+            endpoint_url=settings.s3.endpoint_url,
+            log_prefix=settings.s3.log_prefix,
+            retention_days=settings.s3.retention_days,
+            access_key_id=s3_access_key_id,
+            secret_access_key=s3_secret_access_key,
+            ca_bundle=settings.s3.ca_bundle,
+            verify_tls=settings.s3.verify_tls,
+            force_destroy=settings.s3.force_destroy,
+            tags={"airflow-instance": instance, **({"team": settings.team} if settings.team else {})},
+        ),
+        opts=stateful,
+    )
+
+    database = PostgresCluster(
+        instance,
+        PostgresClusterArgs(
+            instance=instance,
+            namespace=namespace.name,
+            settings=settings.postgres,
+            placement=settings.placement,
+            external_uri=secret_output(settings.postgres_external_uri),
+            backup=BackupDestination(
+                bucket=logs.bucket_name,
+                prefix=settings.postgres.backups.prefix,
+                region=settings.s3.region,
+                endpoint_url=settings.s3.endpoint_url,
+                ca_bundle=settings.s3.ca_bundle,
+                access_key_id=s3_access_key_id,
+                secret_access_key=s3_secret_access_key,
+            ),
+        ),
+        opts=stateful,
+    )
+
+    kerberos_mounts = None
+    if settings.kerberos.enabled:
+        kerberos = KerberosKeytab(
+            instance,
+            KerberosKeytabArgs(
+                instance=instance,
+                namespace=namespace.name,
+                settings=settings.kerberos,
+                keytab_base64=secret_output(settings.kerberos_keytab),
+                image=settings.image,
+                image_pull_policy=settings.image_pull_policy,
+                service_account_name=rbac.service_account_names[KERBEROS],
+                placement=settings.placement,
+            ),
+            opts=on_cluster,
+        )
+        kerberos_mounts = KerberosMounts(
+            volumes=kerberos.volumes,
+            volume_mounts=kerberos.volume_mounts,
+            env=kerberos.env,
+            principal=settings.kerberos.principal,
+            ccache_path=CCACHE_PATH,
+        )
+
+    airflow = AirflowControlPlane(
+        instance,
+        AirflowControlPlaneArgs(
+            settings=settings,
+            namespace=namespace.name,
+            service_accounts=rbac.service_account_names,
+            token_components=rbac.token_components,
+            database_url=database.sqlalchemy_url,
+            logs_url=logs.logs_url,
+            log_connection_id=logs.connection_id,
+            log_connection=logs.connection,
+            kerberos=kerberos_mounts,
+            migrate_after=(database, rbac),
+        ),
+        opts=on_cluster,
+    )
+
+    pulumi.export("url", airflow.url)
+    pulumi.export("namespace", namespace.name)
+    pulumi.export("service_accounts", rbac.service_account_names)
+    pulumi.export("log_bucket", logs.bucket_name)
+    pulumi.export("logs_url", logs.logs_url)
+    pulumi.export("database_host", database.host)
+    if airflow.admin_password is not None:
+        pulumi.export("admin_user", "admin")
+        pulumi.export("admin_password", airflow.admin_password)
