@@ -16,6 +16,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+
+pytestmark = pytest.mark.slow
 from moto.server import ThreadedMotoServer
 
 from tests.harness import ROOT

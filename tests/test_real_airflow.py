@@ -38,6 +38,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+pytestmark = pytest.mark.slow
 import yaml
 from cryptography.fernet import Fernet
 
