@@ -12,6 +12,7 @@ project so that the pickled provider finds `components`.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,8 +22,8 @@ from typing import Callable
 
 from pulumi import automation as auto
 
-from components.config import PROJECT
 from components.instance import airflow_instance
+from components.log_bucket import delete_refusal
 
 ROOT = Path(__file__).resolve().parent
 POLICY_PACK = ROOT / "policy"
@@ -74,6 +75,19 @@ class Backend:
         return {**env, **self.extra_env}
 
 
+def workspace(
+    backend: Backend | None = None, *, work_dir: Path = ROOT, program: Callable[[], None] = airflow_instance
+) -> auto.LocalWorkspace:
+    """The project in `work_dir` (its `Pulumi.yaml` and `Pulumi.<stack>.yaml` files), its program run inline."""
+    bin_dir = pulumi_bin()
+    return auto.LocalWorkspace(
+        work_dir=str(work_dir),
+        program=program,
+        pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent), skip_version_check=True),
+        env_vars=(backend or Backend()).env(bin_dir),
+    )
+
+
 def open_stack(
     name: str,
     backend: Backend | None = None,
@@ -82,21 +96,10 @@ def open_stack(
     create: bool = True,
     program: Callable[[], None] = airflow_instance,
 ) -> auto.Stack:
-    """Select (or create) stack `name` of the project in `work_dir`, running `program` inline.
-
-    `work_dir` holds `Pulumi.yaml` and the `Pulumi.<stack>.yaml` files; it is the repository for committed
-    stacks and a scratch copy for throw-away ones (tests)."""
-    bin_dir = pulumi_bin()
-    env = (backend or Backend()).env(bin_dir)
-    # The CLI reads these from its own environment too (stack listing, plugins on PATH).
-    os.environ.update(env)
-    options = auto.LocalWorkspaceOptions(
-        work_dir=str(work_dir),
-        pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent), skip_version_check=True),
-        env_vars=env,
-    )
-    select = auto.create_or_select_stack if create else auto.select_stack
-    return select(stack_name=name, project_name=PROJECT, program=program, opts=options)
+    """Select (or create) stack `name`. `work_dir` is the repository for committed stacks and a scratch copy
+    of `Pulumi.yaml` for throw-away ones (tests)."""
+    ws = workspace(backend, work_dir=work_dir, program=program)
+    return auto.Stack.create_or_select(name, ws) if create else auto.Stack.select(name, ws)
 
 
 def preview(stack: auto.Stack, *, policy: bool = True, **kwargs) -> auto.PreviewResult:
@@ -104,3 +107,45 @@ def preview(stack: auto.Stack, *, policy: bool = True, **kwargs) -> auto.Preview
     if policy:
         kwargs.setdefault("policy_packs", [str(POLICY_PACK)])
     return stack.preview(color="never", **kwargs)
+
+
+class DestroyRefused(RuntimeError):
+    """Destroying the stack would stop part-way: nothing has been deleted."""
+
+
+BUCKET_TYPE = "pulumi-python:dynamic:S3Bucket"
+_SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+
+
+def _revealed(value):
+    """A value from `stack export --show-secrets`, with secrets as their plain values."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG[0]) == _SECRET_SIG[1]:
+            return json.loads(value["plaintext"]) if "plaintext" in value else value.get("value")
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_revealed(item) for item in value]
+    return value
+
+
+def destroy_blockers(stack: auto.Stack) -> list[str]:
+    """What would make `destroy` fail, found before it deletes anything: the engine deletes every dependent
+    of the bucket before the bucket, so a bucket refused at the end would leave a half-removed instance."""
+    resources = (stack.export_stack().deployment or {}).get("resources") or []
+    blockers = []
+    for resource in resources:
+        if resource.get("protect"):
+            blockers.append(f"{resource['urn']} is protected: set protect false and `up` first (prod keeps data on purpose)")
+        elif resource.get("type") == BUCKET_TYPE and not resource.get("retainOnDelete"):
+            if refusal := delete_refusal(_revealed(resource.get("outputs") or {})):
+                blockers.append(refusal)
+    return blockers
+
+
+def destroy(stack: auto.Stack, **kwargs) -> auto.DestroyResult:
+    """`destroy` that refuses up front, with every reason, when the engine would refuse part-way."""
+    if blockers := destroy_blockers(stack):
+        raise DestroyRefused(
+            f"not destroying stack '{stack.name}'; nothing was deleted:\n" + "\n".join(f"  - {b}" for b in blockers)
+        )
+    return stack.destroy(color="never", **kwargs)

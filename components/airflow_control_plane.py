@@ -17,6 +17,7 @@ api-server's Execution API with a short-lived token the scheduler hands them.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ class _Part:
     init_containers: tuple = ()
 
 
+def fernet_key_from(secret: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).decode()
+
+
 class AirflowControlPlane(pulumi.ComponentResource):
     url: pulumi.Output[str]
     admin_password: pulumi.Output[str] | None
@@ -99,6 +104,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
         self._settings = s = args.settings
         self._namespace = s.kubernetes_namespace
 
+        self._contents: dict[pulumi.Resource, object] = {}
         self._generate_secrets()
         self.config_map = self._config_map()
         self.secret = self._airflow_secret()
@@ -134,11 +140,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
 
     def _generate_secrets(self) -> None:
         name = self._name
-        fernet_bytes = random.RandomBytes(f"{name}-fernet-key", length=32, opts=self._opts())
-        # Fernet wants URL-safe base64 of 32 bytes; RandomBytes gives the standard alphabet.
-        self.fernet_key = pulumi.Output.secret(
-            fernet_bytes.base64.apply(lambda b64: b64.replace("+", "-").replace("/", "_"))
-        )
+        # Fernet wants URL-safe base64 of 32 random bytes. Not from RandomBytes: its resource ID is its base64
+        # value, and IDs are stored unencrypted in the state. A RandomPassword's ID is not its value, and 64
+        # characters of 62 symbols hold more than the 256 bits the digest keeps.
+        self.fernet_key = self._password("fernet-key", 64).apply(fernet_key_from)
         self.api_secret_key = self._password("api-secret-key", 64)
         # One JWT secret for the api-server and the scheduler: tokens signed by one must verify in the other.
         self.jwt_secret = self._password("jwt-secret", 64)
@@ -227,19 +232,20 @@ class AirflowControlPlane(pulumi.ComponentResource):
         data = pulumi.Output.all(self._args.logs_url).apply(
             lambda values: {**self.airflow_environment(), "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": values[0]}
         )
-        return k8s.core.v1.ConfigMap(f"{self._name}-config", metadata=self._meta("config"), data=data, opts=self._opts())
+        return self._kept(
+            k8s.core.v1.ConfigMap(f"{self._name}-config", metadata=self._meta("config"), data=data, opts=self._opts()), data
+        )
 
     def _airflow_secret(self) -> k8s.core.v1.Secret:
-        return k8s.core.v1.Secret(
-            f"{self._name}-secrets",
-            metadata=self._meta("secrets"),
-            string_data={
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._args.database_url,
-                "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
-                "AIRFLOW__API__SECRET_KEY": self.api_secret_key,
-                "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
-            },
-            opts=self._opts(),
+        data = {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._args.database_url,
+            "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
+            "AIRFLOW__API__SECRET_KEY": self.api_secret_key,
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+        }
+        return self._kept(
+            k8s.core.v1.Secret(f"{self._name}-secrets", metadata=self._meta("secrets"), string_data=data, opts=self._opts()),
+            data,
         )
 
     def _connections_secret(self) -> k8s.core.v1.Secret:
@@ -251,11 +257,12 @@ class AirflowControlPlane(pulumi.ComponentResource):
             connections = {**json.loads(extra_text), self._args.log_connection_id: log_connection}
             return {"connections.json": json.dumps(connections, indent=2, sort_keys=True), "variables.json": "{}"}
 
-        return k8s.core.v1.Secret(
-            f"{self._name}-connections",
-            metadata=self._meta("connections"),
-            string_data=pulumi.Output.secret(pulumi.Output.all(self._args.log_connection, extra).apply(files)),
-            opts=self._opts(),
+        data = pulumi.Output.secret(pulumi.Output.all(self._args.log_connection, extra).apply(files))
+        return self._kept(
+            k8s.core.v1.Secret(
+                f"{self._name}-connections", metadata=self._meta("connections"), string_data=data, opts=self._opts()
+            ),
+            data,
         )
 
     def _auth_secret(self) -> k8s.core.v1.Secret:
@@ -272,8 +279,11 @@ class AirflowControlPlane(pulumi.ComponentResource):
                     lambda password: json.dumps({airflow_auth.ADMIN_USER: password})
                 )
             }
-        return k8s.core.v1.Secret(
-            f"{self._name}-webserver-config", metadata=self._meta("webserver-config"), string_data=data, opts=self._opts()
+        return self._kept(
+            k8s.core.v1.Secret(
+                f"{self._name}-webserver-config", metadata=self._meta("webserver-config"), string_data=data, opts=self._opts()
+            ),
+            data,
         )
 
     def _git_secret(self) -> k8s.core.v1.Secret | None:
@@ -281,14 +291,18 @@ class AirflowControlPlane(pulumi.ComponentResource):
         if not s.git_sync.enabled or (s.git_sync_ssh_key is None and s.git_sync_token is None):
             return None
         data = {"ssh": secret_output(s.git_sync_ssh_key)} if s.git_sync_ssh_key else {"token": secret_output(s.git_sync_token)}
-        return k8s.core.v1.Secret(f"{self._name}-git-sync", metadata=self._meta("git-sync"), string_data=data, opts=self._opts())
+        return self._kept(
+            k8s.core.v1.Secret(f"{self._name}-git-sync", metadata=self._meta("git-sync"), string_data=data, opts=self._opts()),
+            data,
+        )
 
     def _s3_ca_config_map(self) -> k8s.core.v1.ConfigMap | None:
         # A CA bundle is public material, so a ConfigMap is the right home for it.
         if self._settings.s3.ca_bundle is None:
             return None
-        return k8s.core.v1.ConfigMap(
-            f"{self._name}-s3-ca", metadata=self._meta("s3"), data={"ca.crt": self._settings.s3.ca_bundle}, opts=self._opts()
+        data = {"ca.crt": self._settings.s3.ca_bundle}
+        return self._kept(
+            k8s.core.v1.ConfigMap(f"{self._name}-s3-ca", metadata=self._meta("s3"), data=data, opts=self._opts()), data
         )
 
     # --- pods ----------------------------------------------------------------------------------------------
@@ -515,10 +529,17 @@ class AirflowControlPlane(pulumi.ComponentResource):
                   jobs_check("TriggererJob"), parses_dags=True, reads=(self.git_secret,)),
         ]
 
+    def _kept(self, obj, contents):
+        """Remembers what the program put into a ConfigMap or Secret, for the checksum of the pods reading it."""
+        self._contents[obj] = contents
+        return obj
+
     def _checksum(self, objects) -> pulumi.Output[str]:
-        """A digest of what a pod reads. It is computed from secret values but reveals none of them, so it
+        """A digest of what a pod reads, so that a change rolls exactly the pods that read it. It hashes the
+        program's own inputs, not the objects' outputs: the provider folds `string_data` into `data`, unknown
+        in a preview and empty afterwards. It is computed from secret values but reveals none of them, so it
         is stored in the clear: a secret annotation would hide every diff of the Deployment."""
-        data = [obj.data if isinstance(obj, k8s.core.v1.ConfigMap) else obj.string_data for obj in objects if obj is not None]
+        data = [self._contents[obj] for obj in objects if obj is not None]
         digest = pulumi.Output.all(*data).apply(
             lambda values: hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
         )
@@ -690,11 +711,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
         }
 
     def _pod_template_config_map(self) -> k8s.core.v1.ConfigMap:
-        return k8s.core.v1.ConfigMap(
-            f"{self._name}-pod-template",
-            metadata=self._meta("pod-template"),
-            data={"pod_template.yaml": yaml.safe_dump(self.task_pod_template(), sort_keys=False)},
-            opts=self._opts(),
+        data = {"pod_template.yaml": yaml.safe_dump(self.task_pod_template(), sort_keys=False)}
+        return self._kept(
+            k8s.core.v1.ConfigMap(f"{self._name}-pod-template", metadata=self._meta("pod-template"), data=data, opts=self._opts()),
+            data,
         )
 
     # --- reaching the api-server ---------------------------------------------------------------------------

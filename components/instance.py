@@ -30,6 +30,10 @@ def airflow_instance() -> None:
         "kubernetes",
         render_yaml_to_directory=settings.kubernetes_render_dir,
         context=settings.kubernetes_context,
+        # Otherwise a changed ConfigMap or Secret is replaced (deleted, then created under its fixed name) and
+        # so is every pod reading it. Updated in place, the pods roll through their config checksum instead.
+        enable_config_map_mutable=True,
+        enable_secret_mutable=True,
     )
     on_cluster = pulumi.ResourceOptions(providers=[kubernetes])
     # The database and the bucket hold what cannot be recreated: prod stacks protect and retain them.
@@ -138,7 +142,7 @@ def airflow_instance() -> None:
             log_connection_id=logs.connection_id,
             log_connection=logs.connection,
             kerberos=kerberos_mounts,
-            migrate_after=(database, rbac),
+            migrate_after=(database, rbac, logs.bucket),
         ),
         opts=on_cluster,
     )

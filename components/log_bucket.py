@@ -443,6 +443,34 @@ def _count_objects(s3: Any, bucket: str, page_limit: int = 10) -> tuple[int, boo
     return count, False, examples
 
 
+def _refusal(s3: Any, bucket: str) -> str | None:
+    count, more, examples = _count_objects(s3, bucket)
+    if not count:
+        return None
+    amount = f"at least {count}" if more else str(count)
+    return (
+        f"refusing to delete bucket '{bucket}': it holds {amount} object(s) (objects, old versions "
+        f"and delete markers; e.g. {', '.join(repr(k) for k in examples)}), and forceDestroy is "
+        f"not set, so no task logs are lost by accident. To delete it anyway set forceDestroy "
+        f"(s3.forceDestroy / LogBucketArgs.force_destroy=True), run `pulumi up` so the stack "
+        f"records it, then delete again; or empty the bucket yourself. Note that forceDestroy "
+        f"deletes everything in the bucket, database backups under other prefixes included."
+    )
+
+
+def delete_refusal(state: dict[str, Any]) -> str | None:
+    """Why deleting the bucket whose recorded state (decrypted) is `state` would be refused, or None.
+    Destroy deletes everything that depends on the bucket before the bucket: callers ask this first, so
+    that a refused destroy has not already deleted the rest of the instance."""
+    settings = _settings(state)
+    if settings["force_destroy"]:
+        return None
+    with _s3_client(settings) as s3:
+        if _bucket_state(s3, settings["bucket"]) == "absent":
+            return None
+        return _refusal(s3, settings["bucket"])
+
+
 def _delete_batch(s3: Any, bucket: str, objects: list[dict[str, str]]) -> None:
     if not objects:
         return
@@ -637,18 +665,8 @@ class BucketProvider(dynamic.ResourceProvider):
                 return  # already gone: delete is idempotent
             if settings["force_destroy"]:
                 _empty_bucket(s3, bucket)
-            else:
-                count, more, examples = _count_objects(s3, bucket)
-                if count:
-                    amount = f"at least {count}" if more else str(count)
-                    raise LogBucketError(
-                        f"refusing to delete bucket '{bucket}': it holds {amount} object(s) (objects, old versions "
-                        f"and delete markers; e.g. {', '.join(repr(k) for k in examples)}), and forceDestroy is "
-                        f"not set, so no task logs are lost by accident. To delete it anyway set forceDestroy "
-                        f"(s3.forceDestroy / LogBucketArgs.force_destroy=True), run `pulumi up` so the stack "
-                        f"records it, then delete again; or empty the bucket yourself. Note that forceDestroy "
-                        f"deletes everything in the bucket, database backups under other prefixes included."
-                    )
+            elif refusal := _refusal(s3, bucket):
+                raise LogBucketError(refusal)
             try:
                 s3.delete_bucket(Bucket=bucket)
             except ClientError as exc:
@@ -766,8 +784,11 @@ class LogBucket(pulumi.ComponentResource):
             ),
         )
 
-        self.bucket_name = self.bucket.bucket
-        self.logs_url = self.bucket.logs_url
+        # Known in the program, not taken from the bucket's outputs: outputs are unknown in a preview while the
+        # bucket updates, and everything that reads them (the config, the pods) would look replaced. Whoever
+        # must wait for the bucket depends on `self.bucket` instead.
+        self.bucket_name = pulumi.Output.from_input(args.bucket_name)
+        self.logs_url = pulumi.Output.from_input(_logs_url({"bucket": args.bucket_name, "log_prefix": args.log_prefix}))
         self.connection_id = args.connection_id
 
         if not args.verify_tls:
@@ -788,13 +809,8 @@ class LogBucket(pulumi.ComponentResource):
             conn["extra"] = dict(extra)
             return conn
 
-        # Built from the bucket's output so that whoever uses the connection waits for the bucket.
         self.connection = pulumi.Output.secret(
-            pulumi.Output.all(
-                bucket=self.bucket.bucket,
-                login=access_key_id,
-                password=secret_access_key,
-            ).apply(connection)
+            pulumi.Output.all(login=access_key_id, password=secret_access_key).apply(connection)
         )
 
         self.register_outputs(

@@ -333,20 +333,20 @@ class EngineLike(Protocol):
 
 
 class Engine:
-    """The Automation API, reached only through these few methods (the CLI from PATH, state from the usual
-    PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE environment)."""
+    """The Automation API, reached only through these few methods. The program runs inline (engine.py); state
+    comes from the usual PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE environment."""
 
     def __init__(self, work_dir: Path = ROOT):
-        import shutil
-
+        import engine
         from pulumi import automation as auto
 
-        if not shutil.which("pulumi"):
-            raise SystemExit("envs: no pulumi on PATH; run scripts/install-pulumi and put the printed PULUMI_BIN "
-                             "directory first on PATH")
+        try:
+            self.workspace = engine.workspace(work_dir=work_dir)
+        except engine.ToolchainMissing as error:
+            raise SystemExit(f"envs: {error}") from error
         self.auto = auto
-        self.work_dir = str(work_dir)
-        self.workspace = auto.LocalWorkspace(work_dir=self.work_dir)
+        self.engine = engine
+        self.work_dir = work_dir
 
     def stacks(self) -> list[StackInfo]:
         infos = []
@@ -374,7 +374,7 @@ class Engine:
 
     def up(self, stack, config, tags, on_output):
         auto = self.auto
-        handle = auto.create_or_select_stack(stack_name=stack, work_dir=self.work_dir)
+        handle = auto.Stack.create_or_select(stack, self.workspace)
         stale = [key for key in handle.get_all_config() if key not in config]
         if stale:
             handle.remove_all_config(stale)
@@ -390,10 +390,13 @@ class Engine:
 
     def destroy(self, stack, on_output):
         try:
-            handle = self.auto.select_stack(stack_name=stack, work_dir=self.work_dir)
+            handle = self.auto.Stack.select(stack, self.workspace)
         except self.auto.errors.StackNotFoundError as error:
             raise StackMissing(stack) from error
-        handle.destroy(on_output=on_output, color="never")
+        try:
+            self.engine.destroy(handle, on_output=on_output)
+        except self.engine.DestroyRefused as refused:
+            raise SystemExit(f"envs: {refused}") from refused
 
     def remove(self, stack):
         try:

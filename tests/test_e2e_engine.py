@@ -1,81 +1,45 @@
-"""End to end with the real Pulumi engine: the CLI, the Python language host, the kubernetes provider in
-render mode, pulumi_random, and the LogBucket dynamic provider against a real S3 endpoint (moto's server).
+"""End to end with the real Pulumi engine: the CLI, the kubernetes provider in render mode, our random provider,
+the policy pack, and the LogBucket dynamic provider against a real S3 endpoint (moto's server), with the program
+run inline exactly as scripts/local-up, `python -m envs` and scripts/ci-preview run it.
 
-Mocks prove what the program asks for; these prove that `pulumi up` works: the provider pickles and runs,
-secrets are encrypted in state, a second run changes nothing, and nothing is destroyed by surprise.
+Mocks prove what the program asks for; these prove that `up` works: the provider pickles and runs, secrets are
+encrypted in state, a second run changes nothing, small changes stay small, and nothing is destroyed by
+surprise. Every test makes its own stack, so they share no state and their order does not matter.
 """
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 import os
-import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import boto3
 import pytest
-
-pytestmark = pytest.mark.slow
+import yaml
 from moto.server import ThreadedMotoServer
+from pulumi import automation as auto
 
+import engine
 from tests.harness import ROOT
 
-PULUMI = shutil.which("pulumi")
-if PULUMI is None:
-    reason = os.environ.get("AIRFLOW_PLATFORM_TOOLCHAIN_MISSING", "the pulumi CLI is not on PATH (scripts/test installs it)")
+pytestmark = pytest.mark.slow
+
+try:
+    engine.pulumi_bin()
+except engine.ToolchainMissing as missing:
+    reason = os.environ.get("AIRFLOW_PLATFORM_TOOLCHAIN_MISSING", str(missing))
     if os.environ.get("AIRFLOW_PLATFORM_E2E") == "require":
-        raise RuntimeError(reason)
+        raise RuntimeError(reason) from missing
     pytest.skip(reason, allow_module_level=True)
 
 ACCESS_KEY, SECRET_KEY = "e2e-access-key", "e2e-secret-key-must-stay-encrypted"
-
-
-class Project:
-    """A copy of the program in a temp dir with its own file backend, so tests touch nothing of the repo."""
-
-    def __init__(self, workdir: Path, endpoint: str):
-        self.dir = workdir
-        self.endpoint = endpoint
-        for name in ("__main__.py", "Pulumi.yaml", "components"):
-            source = ROOT / name
-            (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
-        (workdir / ".venv").symlink_to(ROOT / ".venv")
-        (workdir / "state").mkdir()
-        self.env = {
-            **os.environ,
-            "PULUMI_BACKEND_URL": f"file://{workdir / 'state'}",
-            "PULUMI_CONFIG_PASSPHRASE": "e2e-passphrase",
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PULUMI_HOME": str(Path(os.environ.get("PULUMI_HOME", Path.home() / ".pulumi"))),
-        }
-
-    def pulumi(self, *args: str, stack: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [PULUMI, *args, "--stack", stack, "--non-interactive", "--color", "never"],
-            cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=600,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def init(self, stack: str, bucket: str, **config: str) -> None:
-        subprocess.run([PULUMI, "stack", "init", stack, "--non-interactive"], cwd=self.dir, env=self.env,
-                       check=True, capture_output=True)
-        settings = {
-            "kubernetesRenderDir": str(self.dir / "rendered" / stack),
-            "s3.endpointUrl": self.endpoint,
-            "s3.bucket": bucket,
-            "s3.retentionDays": "7",
-            "postgres.backups.enabled": "true",
-            **config,
-        }
-        for key, value in settings.items():
-            self.pulumi("config", "set", "--path", key, value, stack=stack)
-        self.pulumi("config", "set", "--secret", "s3AccessKeyId", ACCESS_KEY, stack=stack)
-        self.pulumi("config", "set", "--secret", "s3SecretAccessKey", SECRET_KEY, stack=stack)
+PASSPHRASE = "e2e-passphrase"
+_names = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +52,68 @@ def s3_endpoint():
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, s3_endpoint):
-    return Project(tmp_path_factory.mktemp("engine"), s3_endpoint)
-
-
-@pytest.fixture(scope="module")
 def s3(s3_endpoint):
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A scratch project: our Pulumi.yaml, a file backend, and the repository's virtualenv, where the engine
+    looks for it (Pulumi.yaml names `.venv` for the dynamic provider)."""
+    directory = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
+    (directory / ".venv").symlink_to(ROOT / ".venv")
+    (directory / "state").mkdir()
+    return directory
+
+
+class Instance:
+    """One throw-away stack of the real program."""
+
+    def __init__(self, project: Path, endpoint: str, stack_name: str, config: dict[str, str]):
+        self.name = stack_name
+        self.bucket = f"{stack_name}-logs"
+        self.rendered = project / "rendered" / stack_name
+        self.state = project / "state"
+        self.backend = engine.Backend(url=f"file://{self.state}", passphrase=PASSPHRASE)
+        self.stack = engine.open_stack(stack_name, self.backend, work_dir=project)
+        settings = {
+            "kubernetesRenderDir": str(self.rendered),
+            "s3.endpointUrl": endpoint,
+            "s3.bucket": self.bucket,
+            "s3.retentionDays": "7",
+            "postgres.backups.enabled": "true",
+            **config,
+        }
+        self.stack.set_all_config({key: auto.ConfigValue(value) for key, value in settings.items()}, path=True)
+        self.stack.set_config("s3AccessKeyId", auto.ConfigValue(ACCESS_KEY, secret=True))
+        self.stack.set_config("s3SecretAccessKey", auto.ConfigValue(SECRET_KEY, secret=True))
+
+    def up(self) -> auto.UpResult:
+        return self.stack.up(color="never")
+
+    def preview(self, **kwargs) -> auto.PreviewResult:
+        return engine.preview(self.stack, **kwargs)
+
+    def manifests(self) -> list[dict]:
+        return [doc for path in sorted(self.rendered.rglob("*.yaml"))
+                for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+    def resource_count(self) -> int:
+        return len((self.stack.export_stack().deployment or {}).get("resources") or [])
+
+
+@pytest.fixture
+def instance(project, s3_endpoint):
+    """A factory: instance(**config) makes a fresh stack with its own bucket."""
+    made = []
+
+    def make(prefix: str = "e2e", **config: str) -> Instance:
+        made.append(Instance(project, s3_endpoint, f"{prefix}-{next(_names)}", config))
+        return made[-1]
+
+    return make
 
 
 def expiry_days(s3, bucket: str) -> int:
@@ -103,73 +121,155 @@ def expiry_days(s3, bucket: str) -> int:
     return next(rule["Expiration"]["Days"] for rule in rules if "Expiration" in rule)
 
 
-@pytest.fixture(scope="module")
-def deployed(project, s3):
-    project.init("e2e", bucket="e2e-airflow-logs")
-    up = project.pulumi("up", "--yes", "--skip-preview", stack="e2e")
-    return up
+def changes(result) -> dict[str, int]:
+    return {op: count for op, count in result.change_summary.items() if op != "same"}
 
 
-def test_up_renders_every_object_and_creates_the_bucket(project, deployed, s3):
-    rendered = project.dir / "rendered" / "e2e"
-    manifests = "\n".join(p.read_text() for p in rendered.rglob("*.yaml"))
-    for kind in ("kind: Deployment", "kind: Cluster", "kind: Pooler", "kind: Job", "kind: CronJob",
-                 "kind: ObjectStore", "kind: ResourceQuota"):
-        assert kind in manifests, kind
-    assert "e2e-airflow-logs" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
-    assert expiry_days(s3, "e2e-airflow-logs") == 7
-    outputs = json.loads(project.pulumi("stack", "output", "--json", stack="e2e").stdout)
-    assert outputs["logs_url"] == "s3://e2e-airflow-logs/logs"
-    assert outputs["admin_password"] == "[secret]"
+def test_up_renders_every_object_with_its_namespace_and_creates_the_bucket(instance, s3):
+    it = instance()
+    result = it.up()
+    assert result.summary.result == "succeeded"
+
+    manifests = it.manifests()
+    kinds = {doc["kind"] for doc in manifests}
+    assert {"Deployment", "Cluster", "Pooler", "Job", "CronJob", "ObjectStore", "ScheduledBackup",
+            "ResourceQuota", "Secret", "ConfigMap"} <= kinds
+    # pulumi-kubernetes before 4.32 may render a custom resource without its namespace when no cluster says
+    # the kind is namespaced: every namespaced object must carry the instance's own.
+    namespaced = [doc for doc in manifests if doc["kind"] not in ("Namespace", "CustomResourceDefinition")]
+    assert {doc["metadata"].get("namespace") for doc in namespaced} == {f"airflow-{it.name}"}
+
+    assert it.bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert expiry_days(s3, it.bucket) == 7
+    assert result.outputs["logs_url"].value == f"s3://{it.bucket}/logs"
+    assert result.outputs["admin_password"].secret
 
 
-def test_a_second_run_changes_nothing(project, deployed):
-    project.pulumi("preview", "--expect-no-changes", stack="e2e")
+def test_a_second_preview_changes_nothing_and_runs_the_policy_pack(instance):
+    it = instance()
+    it.up()
+    # Random secrets, the pickled provider and every config checksum must be stable for this to pass.
+    preview = it.preview(expect_no_changes=True, diff=True)
+    assert changes(preview) == {}
+    assert "airflow-platform-policies" in preview.stdout + preview.stderr or "Policies:" in preview.stdout
 
 
-def test_a_retention_change_is_exactly_one_update_applied_to_the_bucket(project, deployed, s3):
-    project.pulumi("config", "set", "--path", "s3.retentionDays", "14", stack="e2e")
-    preview = project.pulumi("preview", "--diff", stack="e2e").stdout
-    assert re.search(r"~ 1 to update", preview), preview
-    assert re.search(r"retention_days\s*:\s*7\s*=>\s*14", preview), preview
-    assert "to create" not in preview and "to delete" not in preview and "to replace" not in preview
-    project.pulumi("up", "--yes", "--skip-preview", stack="e2e")
-    assert expiry_days(s3, "e2e-airflow-logs") == 14
-    project.pulumi("preview", "--expect-no-changes", stack="e2e")
+def test_a_retention_change_is_one_update_of_the_bucket_and_is_applied(instance, s3):
+    it = instance()
+    it.up()
+    it.stack.set_config("s3.retentionDays", auto.ConfigValue("14"), path=True)
+    preview = it.preview(diff=True)
+    assert changes(preview) == {"update": 1}, preview.stdout
+    assert "retention_days" in preview.stdout and "14" in preview.stdout
+    it.up()
+    assert expiry_days(s3, it.bucket) == 14
+    assert changes(it.preview(expect_no_changes=True)) == {}
 
 
-def test_state_holds_no_secret_in_plain_text(project, deployed):
-    plain = project.pulumi("stack", "export", stack="e2e").stdout
-    revealed = json.loads(project.pulumi("stack", "export", "--show-secrets", stack="e2e").stdout)
-    secrets = [SECRET_KEY]
-    for resource in revealed["deployment"]["resources"]:
-        outputs = resource.get("outputs", {})
-        if resource["type"] == "random:index/randomPassword:RandomPassword":
-            secrets.append(outputs["result"])
-        if resource["type"] == "random:index/randomBytes:RandomBytes":
-            secrets.append(outputs["base64"])
-    assert len(secrets) >= 5  # S3 key, DB, API, JWT, admin passwords, Fernet bytes
-    for secret in secrets:
-        assert secret not in plain
+def test_rotating_an_s3_key_updates_secrets_in_place_and_rolls_only_their_readers(instance):
+    it = instance()
+    it.up()
+    before = {doc["metadata"]["name"]: doc for doc in it.manifests() if doc["kind"] == "Deployment"}
+    it.stack.set_config("s3SecretAccessKey", auto.ConfigValue(SECRET_KEY + "-rotated", secret=True))
+    preview = it.preview(diff=True)
+    assert set(changes(preview)) == {"update"}, preview.stdout  # no replace, no delete, no create
+    it.up()
+    after = {doc["metadata"]["name"]: doc for doc in it.manifests() if doc["kind"] == "Deployment"}
+
+    def checksum(doc):
+        return doc["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    rolled = {name for name in before if checksum(before[name]) != checksum(after[name])}
+    assert rolled == set(before), "every Airflow component reads the log connection, so every one rolls"
+    assert changes(it.preview(expect_no_changes=True)) == {}
 
 
-def test_destroy_refuses_a_bucket_that_holds_logs_until_forced(project, deployed, s3):
-    s3.put_object(Bucket="e2e-airflow-logs", Key="logs/dag_id=x/run_id=y/task_id=z/attempt=1.log", Body=b"log")
-    refused = project.pulumi("destroy", "--yes", stack="e2e", check=False)
-    assert refused.returncode != 0
-    assert "forceDestroy" in refused.stdout + refused.stderr
-    assert s3.head_object(Bucket="e2e-airflow-logs", Key="logs/dag_id=x/run_id=y/task_id=z/attempt=1.log")
-
-    project.pulumi("config", "set", "--path", "s3.forceDestroy", "true", stack="e2e")
-    project.pulumi("up", "--yes", "--skip-preview", stack="e2e")
-    project.pulumi("destroy", "--yes", stack="e2e")
-    assert "e2e-airflow-logs" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+def _forms(secret: str) -> set[str]:
+    raw = secret.encode()
+    return {secret, base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode(),
+            base64.b64encode(raw).decode().rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")}
 
 
-def test_a_protected_prod_like_stack_refuses_destroy(project, s3):
-    project.init("e2e-prod", bucket="e2e-prod-airflow-logs", protect="true")
-    project.pulumi("up", "--yes", "--skip-preview", stack="e2e-prod")
-    refused = project.pulumi("destroy", "--yes", stack="e2e-prod", check=False)
-    assert refused.returncode != 0
-    assert "protected" in refused.stdout + refused.stderr
-    assert "e2e-prod-airflow-logs" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+def test_the_state_files_hold_no_secret_in_any_encoding(instance):
+    it = instance()
+    it.up()
+    rendered_secrets = {
+        key: base64.b64decode(value).decode() if doc.get("data") and key in doc["data"] else value
+        for doc in it.manifests() if doc["kind"] == "Secret"
+        for key, value in {**(doc.get("data") or {}), **(doc.get("stringData") or {})}.items()
+    }
+    secrets = {SECRET_KEY, rendered_secrets["AIRFLOW__CORE__FERNET_KEY"], rendered_secrets["AIRFLOW__API__SECRET_KEY"],
+               rendered_secrets["AIRFLOW__API_AUTH__JWT_SECRET"], it.stack.outputs()["admin_password"].value}
+    revealed = it.stack.export_stack().deployment["resources"]
+    secrets |= {r["outputs"]["result"] for r in revealed if r["type"] == "random:index/randomPassword:RandomPassword"}
+    assert len(secrets) >= 6  # S3 key, Fernet key, API and JWT secrets, admin and database passwords
+
+    raw = "\n".join(path.read_text(errors="replace") for path in it.state.rglob("*") if path.is_file())
+    assert it.name in raw  # the raw files were read: this stack's state is among them
+    leaked = {secret for secret in secrets for form in _forms(secret) if form in raw}
+    assert not leaked
+
+
+def test_destroy_refuses_a_bucket_with_logs_before_deleting_anything(instance, s3):
+    it = instance()
+    it.up()
+    key = "logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"
+    s3.put_object(Bucket=it.bucket, Key=key, Body=b"log")
+    resources = it.resource_count()
+
+    with pytest.raises(engine.DestroyRefused, match="forceDestroy"):
+        engine.destroy(it.stack)
+    assert it.resource_count() == resources, "nothing may be deleted when destroy is refused"
+    assert s3.head_object(Bucket=it.bucket, Key=key)
+
+    it.stack.set_config("s3.forceDestroy", auto.ConfigValue("true"), path=True)
+    it.up()
+    engine.destroy(it.stack)
+    assert it.resource_count() == 0
+    assert it.bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_a_protected_stack_refuses_destroy_and_keeps_everything(instance, s3):
+    it = instance(protect="true")
+    it.up()
+    resources = it.resource_count()
+    with pytest.raises(engine.DestroyRefused, match="protected"):
+        engine.destroy(it.stack)
+    # The engine itself refuses too, for whoever runs a plain destroy.
+    with pytest.raises(auto.errors.CommandError, match="protected"):
+        it.stack.destroy(color="never")
+    assert it.bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert it.resource_count() >= resources - 1  # at most the engine's own bookkeeping changes
+
+
+def test_the_policy_pack_fails_a_preview_that_breaks_a_mandatory_rule(instance):
+    # A stack named prod* must protect its database and bucket; the config model allows it, the pack does not.
+    it = instance(prefix="prod", protect="false")
+    with pytest.raises(auto.errors.CommandError) as failed:
+        it.preview()
+    assert "prod-stateful-protected" in str(failed.value) or "protect" in str(failed.value)
+
+
+def _envs(*args: str, env: dict[str, str], work_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "envs", "--work-dir", str(work_dir), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_branch_environment_is_created_and_destroyed_for_real(project, s3_endpoint, s3):
+    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{project / 'state'}", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+           "AIRFLOW_PLATFORM_S3_ACCESS_KEY_ID": ACCESS_KEY, "AIRFLOW_PLATFORM_S3_SECRET_ACCESS_KEY": SECRET_KEY}
+    branch = "feature/E2E-1_real engine"
+    created = _envs("create", branch, "--parent-stack", "", "--dags-repo", "https://git.example.org/dags.git",
+                    "--config", f"s3.endpointUrl={s3_endpoint}",
+                    "--config", f"kubernetesRenderDir={project / 'rendered' / 'branch'}", env=env, work_dir=project)
+    assert created.returncode == 0, created.stdout + created.stderr
+    listed = _envs("list", env=env, work_dir=project)
+    assert "feature/E2E-1_real engine" in listed.stdout or "br-feature-e2e-1" in listed.stdout, listed.stdout
+    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("br-")]
+    assert buckets
+
+    for _ in range(2):  # a second destroy finds nothing and still succeeds
+        destroyed = _envs("destroy", branch, env=env, work_dir=project)
+        assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert not [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] in buckets]
+    assert "br-" not in _envs("list", env=env, work_dir=project).stdout

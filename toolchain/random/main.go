@@ -19,6 +19,7 @@ import (
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfgen"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/diag/colors"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/cmdutil"
 	"github.com/terraform-providers/terraform-provider-random/shim"
@@ -39,6 +40,9 @@ func providerInfo() tfbridge.ProviderInfo {
 			// keep secrets out of RandomBytes (our program does).
 			"random_bytes": {ComputeID: bytesID},
 		},
+		// Generating the schema fills this in, as upstream's build does into bridge-metadata.json; the bridge
+		// then serves from it.
+		MetadataInfo:                tfbridge.NewProviderMetadata(nil),
 		EnableAccurateBridgePreview: true,
 		EnableRawStateDelta:         true,
 	}
@@ -63,7 +67,7 @@ func bytesID(_ context.Context, state resource.PropertyMap) (resource.ID, error)
 
 func main() {
 	info := providerInfo()
-	quiet := diag.DefaultSink(io.Discard, io.Discard, diag.FormatOptions{})
+	quiet := diag.DefaultSink(io.Discard, io.Discard, diag.FormatOptions{Color: colors.Never})
 	generated, err := tfgen.GenerateSchemaWithOptions(tfgen.GenerateSchemaOptions{
 		ProviderInfo: info, DiagnosticsSink: quiet, XInMemoryDocs: true,
 	})

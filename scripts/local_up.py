@@ -1,0 +1,126 @@
+"""The embedded default, run by `scripts/local-up` once the venv and the Pulumi toolchain are there.
+
+One Airflow instance (the `local` stack) rendered as Kubernetes YAML into rendered/local/, with its log bucket
+really created on a local S3 endpoint (moto's server on 127.0.0.1, left running for the next run). State is a
+file backend under .local/ with a passphrase that protects only this throw-away state.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pulumi import automation as auto  # noqa: E402
+
+from engine import Backend, open_stack  # noqa: E402
+
+LOCAL = ROOT / ".local"
+STACK = os.environ.get("AIRFLOW_PLATFORM_LOCAL_STACK", "local")
+RENDERED = ROOT / "rendered" / STACK
+PASSPHRASE = os.environ.get("PULUMI_CONFIG_PASSPHRASE", "local-embedded-default")
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def s3_endpoint() -> tuple[str, bool]:
+    """The local S3 endpoint's URL, and whether it was started just now (so it is empty)."""
+    pid_file, port_file = LOCAL / "moto.pid", LOCAL / "moto.port"
+    if pid_file.exists() and port_file.exists() and _alive(pid_file):
+        return f"http://127.0.0.1:{port_file.read_text().strip()}", False
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    say(f"starting the local S3 endpoint (moto) on 127.0.0.1:{port}")
+    log = open(LOCAL / "moto.log", "ab")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=log, start_new_session=True,  # outlives this run, for the next one
+    )
+    pid_file.write_text(str(server.pid))
+    port_file.write_text(str(port))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return url, True
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"local-up: the local S3 endpoint did not start; see {LOCAL / 'moto.log'}")
+
+
+def main() -> int:
+    LOCAL.mkdir(exist_ok=True)
+    (LOCAL / "state").mkdir(exist_ok=True)
+    endpoint, fresh = s3_endpoint()
+    backend = Backend(url=f"file://{LOCAL / 'state'}", passphrase=PASSPHRASE)
+    stack = open_stack(STACK, backend)
+    if fresh and stack.info() is not None:
+        # A new endpoint starts empty: state from an earlier one describes a bucket that is gone.
+        say(f"the local S3 endpoint is new: starting the '{STACK}' stack afresh")
+        stack.workspace.remove_stack(STACK, force=True)
+        stack = open_stack(STACK, backend)
+
+    stack.set_config("kubernetesRenderDir", _plain(str(RENDERED)))
+    stack.set_config("s3.endpointUrl", _plain(endpoint), path=True)
+    stack.set_config("s3.forceDestroy", _plain("true"), path=True)
+    stack.set_config("postgres.backups.enabled", _plain("true"), path=True)
+    stack.set_config("s3AccessKeyId", _secret("local-access-key"))
+    stack.set_config("s3SecretAccessKey", _secret("local-secret-key"))
+
+    say(f"pulumi up of the '{STACK}' stack (inline program, file backend {LOCAL / 'state'})")
+    os.umask(0o077)  # rendered Secrets hold plain text
+    started = time.monotonic()
+    result = stack.up(on_output=lambda line: print(line, end="" if line.endswith("\n") else "\n"), color="never")
+    for path in [ROOT / "rendered", *(ROOT / "rendered").rglob("*")]:
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    changes = {kind: count for kind, count in (result.summary.resource_changes or {}).items() if kind != "same"}
+    say(f"done in {time.monotonic() - started:.1f}s; changes: {changes or 'none'}")
+
+    print(f"\nKubernetes manifests: {RENDERED} (Secrets in plain text: owner-only, git-ignored)")
+    print(f"Log bucket on the local S3 endpoint {endpoint} (moto, pid {(LOCAL / 'moto.pid').read_text()})\n")
+    for name, output in sorted(result.outputs.items()):
+        print(f"  {name:18} {'[secret]' if output.secret else output.value}")
+    print(f"""
+Next:
+  - apply to a cluster that has CloudNativePG 1.30 and the Barman Cloud plugin:
+        kubectl apply -R -f {RENDERED}/0-crd -f {RENDERED}/1-manifest   # or commit the folder for Argo CD / Flux
+  - the admin password: .venv/bin/python -c "from scripts.local_up import show; show('admin_password')"
+  - set up a real stack: README.md, "Running a real stack"
+""")
+    return 0
+
+
+def show(output: str) -> None:
+    """Prints one stack output, secrets revealed (for the admin password of the embedded default)."""
+    stack = open_stack(STACK, Backend(url=f"file://{LOCAL / 'state'}", passphrase=PASSPHRASE), create=False)
+    print(stack.outputs()[output].value)
+
+
+def _plain(value: str) -> auto.ConfigValue:
+    return auto.ConfigValue(value=value)
+
+
+def _secret(value: str) -> auto.ConfigValue:
+    return auto.ConfigValue(value=value, secret=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
