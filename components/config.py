@@ -9,7 +9,8 @@ All problems are gathered into ONE `ConfigError` that names every bad key, its v
 raised before any resource is registered.
 
 `python -m components.config` regenerates the `config:` block of `Pulumi.yaml` and the README's table of
-keys from this model, so the documentation cannot drift from the code.
+keys from this model, so the documentation cannot drift from the code; `python -m components.config check
+[<stack>...]` checks stack files with this model, without the engine (components/stack_config.py).
 """
 
 from __future__ import annotations
@@ -559,12 +560,15 @@ class _CrossFieldProblems(ValueError):
 class ConfigError(pulumi.RunError):
     """Every problem with the stack's configuration, in one message a user can act on."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], stack: str | None = None):
+        from components.stack_config import fix_commands  # it reads the model defined below
+
         self.problems = problems
         lines = "\n".join(f"  - {problem}" for problem in problems)
+        fixes = "\n".join(f"  {command}" for command in fix_commands(problems))
         super().__init__(
-            f"invalid configuration for stack '{pulumi.get_stack()}' ({len(problems)} problem(s)):\n{lines}\n"
-            f"Fix them with `pulumi config set {PROJECT}:<key> <value>` (add --secret for secret keys)."
+            f"invalid configuration for stack '{stack or pulumi.get_stack()}' ({len(problems)} problem(s)):\n{lines}\n"
+            + (f"To fix (a value shown is the key's default):\n{fixes}\n" if fixes else "")
         )
 
 
@@ -668,7 +672,9 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         if value is None:
             continue
         if key in secret_keys() and not pulumi.runtime.is_config_secret(config.full_key(key)):
-            problems.append(f"{PROJECT}:{key}: is a secret; set it with `pulumi config set --secret {key}`")
+            from components.stack_config import plaintext_secret_problem
+
+            problems.append(plaintext_secret_problem(key))
         raw[key] = _decode(key, value)
     for full_key in sorted(_all_config_keys()):
         namespace, _, key = full_key.partition(":")
@@ -747,6 +753,10 @@ if __name__ == "__main__":
     import yaml
 
     root = Path(__file__).resolve().parent.parent
+    if sys.argv[1:2] == ["check"]:
+        from components.stack_config import check
+
+        sys.exit(check(sys.argv[2:], root))
     project_file = root / "Pulumi.yaml"
     project = yaml.safe_load(project_file.read_text())
     project["config"] = {f"{PROJECT}:{k}": v for k, v in project_config_declarations().items()}

@@ -11,7 +11,7 @@ In `external` mode the component creates nothing and hands on the URI it is give
 
 Prerequisites a platform team installs once per cluster (not per instance): the CloudNativePG operator
 1.30 (CRDs `postgresql.cnpg.io/v1`) and the Barman Cloud plugin 0.14 (`barmancloud.cnpg.io/v1`, which
-needs cert-manager).
+needs cert-manager). scripts/fetch-crds pins the exact versions whose CRD schemas the tests check us against.
 """
 
 from __future__ import annotations

@@ -43,3 +43,9 @@ ensure_postgres_server() {
     echo "==> no PostgreSQL server and no root to install one: the migration test will be skipped" >&2
   fi
 }
+
+# The CRD schemas the rendered CloudNativePG objects are checked against (tests/test_crd_schemas.py). Fetched
+# here so that a download problem is reported once, up front; the tests then skip with the same reason.
+ensure_crds() {
+  "$repo/scripts/fetch-crds" >/dev/null || echo "==> the CRD schema tests will be skipped (see above)" >&2
+}

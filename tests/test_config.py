@@ -1,12 +1,16 @@
 """The stack settings: defaults, and one clear error for every kind of bad input, before anything exists."""
 
 import base64
+import shlex
+import subprocess
+import sys
 
 import pytest
+from pydantic import ValidationError
 
 from components import kube
 from components.config import ConfigError, Settings, parse_settings
-from tests.harness import StackRun, run_stack
+from tests.harness import ROOT, StackRun, run_stack
 
 KEYTAB = base64.b64encode(b"\x05\x02fake-keytab").decode()
 
@@ -145,11 +149,82 @@ def test_image_must_come_without_tag_and_version_must_be_airflow_3():
     assert "'2.10.5' is not an Airflow 3 version" in message
 
 
-def test_settings_are_immutable():
+def test_settings_are_immutable_so_no_component_changes_what_another_sees():
     settings = parse_settings({"instance": "dev"})
-    with pytest.raises(Exception):
-        settings.instance = "other"  # type: ignore[misc]
     assert isinstance(settings, Settings)
+    with pytest.raises(ValidationError, match="frozen_instance"):
+        settings.instance = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen_instance"):
+        settings.postgres.instances = 3  # type: ignore[misc]
+    assert settings.instance == "dev" and settings.postgres.instances == 1
+
+
+def apply_fix(config: dict, command: str) -> None:
+    """What `pulumi config set/rm [--path]` does to the stack's config, for the dotted paths we hint."""
+    words = shlex.split(command)
+    assert words[:2] == ["pulumi", "config"], command
+    words = [w for w in words[2:] if w not in ("--path", "--secret")]
+    action, parts, value = words[0], words[1].split("."), words[2:]
+    parent = config
+    for part in parts[:-1]:
+        parent = parent.setdefault(part, {})
+    if action == "rm":
+        del parent[parts[-1]]
+    else:
+        (parent[parts[-1]],) = value
+
+
+def test_the_error_gives_the_pulumi_command_that_fixes_each_key():
+    message = problems_of(
+        {"postgres": {"storageSize": "lots", "storageSzie": "20Gi"}, "executor": {"podCreationBatchSize": 0},
+         "protect": "maybe"},
+        {"kerberosKeytab": "not base64!!"},
+    )
+    fixes = message.split("To fix (a value shown is the key's default):\n", 1)[1].splitlines()
+    assert fixes == [
+        "  pulumi config set protect false",
+        "  pulumi config set --path 'executor.podCreationBatchSize' 16",
+        "  pulumi config set --path 'postgres.storageSize' 10Gi",
+        "  pulumi config rm --path 'postgres.storageSzie'",
+        "  pulumi config set --secret kerberosKeytab <value>",
+    ]
+
+
+def test_following_the_hinted_commands_makes_the_config_valid():
+    config = {"postgres": {"storageSize": "lots", "storageSzie": "20Gi", "backups": {"schedule": "daily"}},
+              "s3": {"retentionDays": 0}, "protect": "maybe"}
+    message = problems_of(config)
+    for line in message.split("To fix", 1)[1].splitlines()[1:]:
+        apply_fix(config, line.strip())
+    parse_settings({"instance": "dev", **config})
+    assert config["postgres"] == {"storageSize": "10Gi", "backups": {"schedule": "0 0 2 * * *"}}
+
+
+def run_check(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "components.config", "check", *arguments], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def test_check_reads_a_stack_file_through_the_model_without_the_engine(tmp_path):
+    stack_file = tmp_path / "Pulumi.team-x.yaml"
+    stack_file.write_text(
+        "config:\n"
+        "  airflow-platform:gitSyncToken: ghp_plaintext\n"
+        "  airflow-platform:s3SecretAccessKey:\n    secure: v1:c2FsdA==:Y2lwaGVydGV4dA==\n"
+    )
+    result = run_check(str(stack_file))
+    assert result.returncode == 1
+    assert "Pulumi.team-x.yaml: invalid configuration for stack 'team-x' (2 problem(s)):" in result.stdout
+    assert "airflow-platform:gitSyncToken: is a secret; set it with `pulumi config set --secret gitSyncToken`" in result.stdout
+    # The encrypted key counts as set: only its partner is missing.
+    assert "airflow-platform:s3SecretAccessKey: set both s3AccessKeyId and s3SecretAccessKey" in result.stdout
+    assert "pulumi config set --secret gitSyncToken <value>" in result.stdout
+    assert "ghp_plaintext" not in result.stdout
+
+
+def test_check_passes_a_committed_stack_file():
+    result = run_check("dev")
+    assert (result.returncode, result.stdout) == (0, "Pulumi.dev.yaml: ok\n"), result.stderr
 
 
 def test_pulumi_yaml_and_readme_are_generated_from_the_model():

@@ -7,10 +7,13 @@ so the tests share nothing but the server and their order does not matter.
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +28,7 @@ from pulumi.runtime import rpc
 
 from components import log_bucket
 from components.log_bucket import BucketProvider, LogBucketError, bucket_name_errors
+from tests.harness import run_stack
 
 ACCESS_KEY = "AKIATESTLOGBUCKET000"
 SECRET_KEY = "s3cr3t-Ng6tqZ0vXk-never-in-a-pickle"
@@ -501,7 +505,28 @@ def test_provider_pickles_by_reference_and_holds_no_credentials(provider: Bucket
     assert isinstance(dill.loads(__import__("base64").b64decode(first)), BucketProvider)
 
 
-def test_provider_version_is_a_stable_hash_of_the_module() -> None:
-    version = log_bucket._provider_version()
-    assert version == log_bucket._provider_version()
-    assert len(version) == 16 and int(version, 16) >= 0
+def _provider_version_of(source: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`_provider_version()` as a copy of the module with `source` computes it."""
+    path = tmp_path / "log_bucket_copy.py"
+    path.write_bytes(source)
+    spec = importlib.util.spec_from_file_location("log_bucket_copy", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "log_bucket_copy", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module._provider_version()
+
+
+def test_a_change_of_the_provider_code_shows_in_preview_as_an_in_place_update(
+    provider: BucketProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = log_bucket._provider_version()
+    source = Path(log_bucket.__file__).read_bytes()
+    # The same code gives the same version (no spurious diff on every preview); any edit gives another.
+    assert _provider_version_of(source, tmp_path, monkeypatch) == shipped
+    edited = _provider_version_of(source + b"\n# a fix of the provider\n", tmp_path, monkeypatch)
+    assert edited != shipped
+    # The program hands the version to the engine as an input, and the provider diffs on it.
+    assert run_stack({}, stack="dev").one("S3Bucket").inputs["provider_version"] == shipped
+    props = make_props("http://s3.local", provider_version=shipped)
+    diff = provider.diff(props["bucket"], _outs_for(props), dict(props, provider_version=edited))
+    assert (diff.changes, diff.replaces) == (True, [])

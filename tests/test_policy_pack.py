@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import runpy
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -271,20 +274,78 @@ def test_the_prod_program_without_protect_would_be_refused():
     assert sorted(refused) == sorted(rules.STATEFUL_TYPES)
 
 
-def test_policy_pack_files_declare_a_python_pack_with_every_rule_mandatory():
+def test_policy_pack_project_runs_python_in_the_project_venv():
     project = yaml.safe_load(Path(ROOT, "policy/PulumiPolicy.yaml").read_text())
     assert project["runtime"]["name"] == "python"
     assert (Path(ROOT, "policy") / project["runtime"]["options"]["virtualenv"]).resolve() == Path(ROOT, ".venv").resolve()
-    source = Path(ROOT, "policy/__main__.py").read_text()
-    assert "EnforcementLevel.MANDATORY" in source and "rules.RULES" in source
     assert "pulumi-policy==" in Path(ROOT, "policy/requirements.txt").read_text()
 
 
-def test_the_pack_turns_engine_props_with_unknowns_into_plain_values():
+@pytest.fixture
+def pack(monkeypatch):
+    """policy/__main__.py run as the engine runs it (the pack's directory on sys.path), with the PolicyPack
+    it builds captured instead of served."""
+    import pulumi_policy
+
+    built = {}
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kwargs: built.update(kwargs))
+    monkeypatch.syspath_prepend(str(ROOT / "policy"))
+    monkeypatch.delitem(sys.modules, "rules", raising=False)
+    namespace = runpy.run_path(str(ROOT / "policy" / "__main__.py"), run_name="__main__")
+    return SimpleNamespace(**built, plain=namespace["plain"], rules=namespace["rules"])
+
+
+def validate(policy, type_: str, props: dict, stack: str = "dev", protect: bool = False) -> list[str]:
+    """The violations `policy` reports for one resource, given the way the engine gives it."""
+    from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    urn = f"urn:pulumi:{stack}::airflow-platform::{type_}::x"
+    opts = PolicyResourceOptions(protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+    args = ResourceValidationArgs(type_, unknown_checking_proxy(props), urn, "x", opts, None)
+    found = []
+    policy.validate(args, lambda message, urn=None: found.append(message))
+    return found
+
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+BAD_RESOURCE = {
+    "container-resources": (DEPLOYMENT, {"containers": [with_changes(resources=None)]}, "dev"),
+    "pod-security-restricted": (DEPLOYMENT, {"containers": [copy.deepcopy(SAFE_CONTAINER)], "hostPID": True}, "dev"),
+    "no-secrets-in-configmaps": ("kubernetes:core/v1:ConfigMap", {"DB_PASSWORD": "x"}, "dev"),
+    "prod-stateful-protected": (CLUSTER, {}, "prod"),
+    "pinned-image-tags": (DEPLOYMENT, {"containers": [with_changes(image="apache/airflow:latest")]}, "dev"),
+}
+
+
+def props_of(type_: str, content: dict) -> dict:
+    if type_ == DEPLOYMENT:
+        return {"metadata": {"name": "web"}, "spec": {"template": {"spec": content}}}
+    if type_.endswith("ConfigMap"):
+        return {"metadata": {"name": "cfg"}, "data": content}
+    return {"metadata": {"name": "db"}, "spec": content}
+
+
+def test_the_pack_registers_every_rule_as_mandatory(pack):
+    from pulumi_policy import EnforcementLevel
+
+    assert pack.name == "airflow-platform" and pack.enforcement_level == EnforcementLevel.MANDATORY
+    assert [policy.name for policy in pack.policies] == list(rules.RULES)
+    assert all(policy.enforcement_level == EnforcementLevel.MANDATORY for policy in pack.policies)
+
+
+def test_each_policy_of_the_pack_rejects_a_bad_resource_and_passes_a_good_one(pack):
+    for policy in pack.policies:
+        type_, content, stack = BAD_RESOURCE[policy.name]
+        assert validate(policy, type_, props_of(type_, content), stack), policy.name
+        good = {"containers": [copy.deepcopy(SAFE_CONTAINER)]} if type_ == DEPLOYMENT else {}
+        assert validate(policy, type_, props_of(type_, good), stack, protect=True) == [], policy.name
+
+
+def test_a_value_unknown_during_preview_fails_no_policy_of_the_pack(pack):
     from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-    source = Path(ROOT, "policy/__main__.py").read_text().split("\nPolicyPack(")[0].replace("import rules\n", "")
-    namespace = {"rules": rules}
-    exec(compile(source, "policy/__main__.py", "exec"), namespace)
-    props = unknown_checking_proxy({"spec": {"template": {"spec": {"containers": [{"image": UNKNOWN_STRING_VALUE}]}}}})
-    assert namespace["plain"](props) == {"spec": {"template": {"spec": {"containers": [{"image": UNKNOWN}]}}}}
+    unknown = {"containers": [with_changes(image=UNKNOWN_STRING_VALUE, resources=UNKNOWN_STRING_VALUE)]}
+    props = props_of(DEPLOYMENT, unknown)
+    assert pack.plain(unknown_checking_proxy(props))["spec"]["template"]["spec"]["containers"][0]["image"] is pack.rules.UNKNOWN
+    assert {policy.name: validate(policy, DEPLOYMENT, props) for policy in pack.policies} == {name: [] for name in rules.RULES}

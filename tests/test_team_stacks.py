@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+from components.config import secret_keys
+from components.stack_config import read_stack_file
 from tests.harness import ROOT, run_stack
 from tests.stacks import TEST_SECRETS, stack_file_config
 
@@ -98,10 +100,19 @@ def test_db_cleanup_can_be_switched_off():
     assert run_stack({"dbCleanup": {"enabled": False}}, stack="dev").of_kind("CronJob") == []
 
 
-def test_team_stack_files_hold_no_plaintext_secret():
-    for path in ROOT.glob("Pulumi.*.yaml"):
-        text = path.read_text()
-        for key in ("s3SecretAccessKey", "kerberosKeytab", "gitSyncToken", "authOidcClientSecret", "postgresExternalUri"):
-            for line in text.splitlines():
-                if line.strip().startswith(f"airflow-platform:{key}:"):
-                    assert "secure:" in line, f"{path.name}: {key} is not encrypted"
+def test_committed_stack_files_hold_no_plaintext_secret():
+    for path in sorted(ROOT.glob("Pulumi.*.yaml")):
+        assert read_stack_file(path)[1] == [], path.name
+
+
+@pytest.mark.parametrize("key", sorted(secret_keys()))
+def test_a_plaintext_secret_in_a_stack_file_is_caught_and_an_encrypted_one_is_not(tmp_path, key):
+    # What `pulumi config set --secret` writes: the ciphertext under `secure:`, on the line after the key.
+    encrypted = tmp_path / "Pulumi.encrypted.yaml"
+    encrypted.write_text(f"encryptionsalt: v1:c2FsdA==\nconfig:\n  airflow-platform:{key}:\n    secure: v1:aXY=:Y2lwaGVy\n")
+    assert read_stack_file(encrypted)[1] == []
+    plain = tmp_path / "Pulumi.plain.yaml"
+    plain.write_text(f"config:\n  airflow-platform:{key}: hunter2\n")
+    assert read_stack_file(plain)[1] == [
+        f"airflow-platform:{key}: is a secret; set it with `pulumi config set --secret {key}`"
+    ]
