@@ -261,8 +261,9 @@ class GitHub:
     def __init__(self, api: str, repository: str, number: str, token: str):
         from github import Auth, Github
 
-        self.client = Github(auth=Auth.Token(token), base_url=api.rstrip("/"), timeout=30, per_page=100)
-        self.issue = self.client.get_repo(repository, lazy=True).get_issue(int(number))
+        # lazy: no request until the comments are listed
+        self.client = Github(auth=Auth.Token(token), base_url=api.rstrip("/"), timeout=30, per_page=100, lazy=True)
+        self.issue = self.client.get_repo(repository).get_issue(int(number))
         self._comments: dict[int, Any] = {}
 
     def notes(self) -> list[dict]:
