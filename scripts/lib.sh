@@ -43,3 +43,11 @@ ensure_postgres_server() {
     echo "==> no PostgreSQL server and no root to install one: the migration test will be skipped" >&2
   fi
 }
+
+# actionlint for the workflow-template tests, compiled once from its Go module (toolchain/actionlint) into the
+# cache and reused; exported as ACTIONLINT for tests/test_ci_templates.py.
+ensure_actionlint() {
+  local bin
+  bin=$("$repo/scripts/install-actionlint" | tail -n 1) || return 1
+  export ACTIONLINT=$bin
+}
