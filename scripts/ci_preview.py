@@ -2,20 +2,24 @@
 
     scripts/ci-preview --base SHA [--head SHA] [--dry-run]     preview, post ONE comment on the MR/PR
     scripts/ci-preview --base SHA --apply                      `pulumi up` the changed stacks (merge to main)
+    scripts/ci-preview --base SHA --gitlab-pipeline FILE       write a GitLab child pipeline: one deploy job per
+                                                               changed stack, each in its own resource_group
     scripts/ci-preview --stack dev --dry-run                   preview named stacks, print the comment
 
 Which stacks: a change to `Pulumi.<stack>.yaml` touches that stack; a change to the program (`__main__.py`,
 `components/`, `Pulumi.yaml`, `requirements*.txt`, `policy/`) touches every stack with a committed stack
 file. Branch environments (`Pulumi.br-*.yaml`, made by `python -m envs`) are never previewed or deployed here.
 
-Every preview runs with the policy pack (`--policy-pack policy`). The comment carries a hidden marker, so a
-new pipeline edits its earlier comment instead of adding one. Before anything is printed or posted, the
-output is redacted: the stack's secret config values (`pulumi config --show-secrets --json`), the values of
-secret-looking environment variables, PEM private keys, passwords in URLs and long base64/hex blobs.
+The program runs inline through `engine.py` (the Automation API), like every other tool of ours, and every
+preview runs with the policy pack. The comment carries a hidden marker, so a new pipeline edits its earlier
+comment instead of adding one. Before anything is printed or posted, the output is redacted: the stack's
+secret config values, the values of secret-looking environment variables, PEM private keys, passwords in URLs
+and long base64/hex blobs.
 
-Posting: GitLab (`GITLAB_TOKEN`, a token with `api` scope; CI_API_V4_URL, CI_PROJECT_ID,
-CI_MERGE_REQUEST_IID from the job) or GitHub (`GITHUB_TOKEN`; GITHUB_REPOSITORY and the pull request number
-from the event or --pr). Exit status: 0 when every stack previewed (or deployed) cleanly, 1 otherwise.
+Posting, through the forges' own client libraries: GitLab with python-gitlab (`GITLAB_TOKEN`, a token with
+`api` scope; CI_SERVER_URL, CI_PROJECT_ID, CI_MERGE_REQUEST_IID from the job) or GitHub with PyGithub
+(`GITHUB_TOKEN`; GITHUB_REPOSITORY and the pull request number from the event or --pr). Exit status: 0 when
+every stack previewed (or deployed) cleanly, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -24,14 +28,13 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- airflow-platform-preview -->"
@@ -77,7 +80,7 @@ def changed_stacks(changed_files: Iterable[str], stacks: Iterable[str]) -> list[
 
 def deploy_order(stacks: Iterable[str]) -> list[str]:
     """Production last: if anything fails first, prod is never touched."""
-    return sorted(stacks, key=lambda stack: (stack == "prod" or stack.startswith("prod-"), stack))
+    return sorted(stacks, key=lambda stack: (is_prod(stack), stack))
 
 
 def git_changed_files(base: str, head: str, root: Path = ROOT) -> list[str]:
@@ -230,67 +233,62 @@ def plan_post(notes: Iterable[dict], marker: str = MARKER) -> tuple[str, int | N
     return ("update", note_id) if note_id is not None else ("create", None)
 
 
-def _request(method: str, url: str, headers: dict[str, str], body: dict | None = None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **headers})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
-
-
 class GitLab:
-    def __init__(self, api: str, project: str, mr: str, token: str):
-        self.base = f"{api.rstrip('/')}/projects/{urllib.request.quote(project, safe='')}/merge_requests/{mr}/notes"
-        self.headers = {"PRIVATE-TOKEN": token}
+    """A merge request's notes, through python-gitlab (pagination, retries and errors are its business)."""
+
+    def __init__(self, url: str, project: str, mr: str, token: str):
+        import gitlab  # imported here: a dry run or a deploy never posts, and need not load it
+
+        self.client = gitlab.Gitlab(url, private_token=token, timeout=30, retry_transient_errors=True)
+        self.mr = self.client.projects.get(project, lazy=True).mergerequests.get(mr, lazy=True)
 
     def notes(self) -> list[dict]:
-        found: list[dict] = []
-        for page in range(1, 21):
-            batch = _request("GET", f"{self.base}?per_page=100&page={page}&sort=asc", self.headers)
-            found += batch
-            if len(batch) < 100:
-                break
-        return found
+        found = self.mr.notes.list(iterator=True, per_page=100, sort="asc", order_by="created_at")
+        return [{"id": note.id, "body": note.body} for note in found]
 
     def create(self, body: str) -> None:
-        _request("POST", self.base, self.headers, {"body": body})
+        self.mr.notes.create({"body": body})
 
     def update(self, note_id: int, body: str) -> None:
-        _request("PUT", f"{self.base}/{note_id}", self.headers, {"body": body})
+        note = self.mr.notes.get(note_id, lazy=True)  # lazy: one PUT, no GET of the note first
+        note.body = body
+        note.save()
 
 
 class GitHub:
+    """A pull request's conversation comments, through PyGithub."""
+
     def __init__(self, api: str, repository: str, number: str, token: str):
-        self.api = api.rstrip("/")
-        self.repository = repository
-        self.number = number
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
+        from github import Auth, Github
+
+        # lazy: no request until the comments are listed
+        self.client = Github(auth=Auth.Token(token), base_url=api.rstrip("/"), timeout=30, per_page=100, lazy=True)
+        self.issue = self.client.get_repo(repository).get_issue(int(number))
+        self._comments: dict[int, Any] = {}
 
     def notes(self) -> list[dict]:
-        found: list[dict] = []
-        for page in range(1, 21):
-            url = f"{self.api}/repos/{self.repository}/issues/{self.number}/comments?per_page=100&page={page}"
-            batch = _request("GET", url, self.headers)
-            found += batch
-            if len(batch) < 100:
-                break
-        return found
+        self._comments = {comment.id: comment for comment in self.issue.get_comments()}
+        return [{"id": comment.id, "body": comment.body} for comment in self._comments.values()]
 
     def create(self, body: str) -> None:
-        _request("POST", f"{self.api}/repos/{self.repository}/issues/{self.number}/comments", self.headers, {"body": body})
+        self.issue.create_comment(body)
 
     def update(self, note_id: int, body: str) -> None:
-        _request("PATCH", f"{self.api}/repos/{self.repository}/issues/comments/{note_id}", self.headers, {"body": body})
+        self._comments[note_id].edit(body)
 
 
 def forge_from_env(env: dict[str, str], pr: str | None = None):
-    if env.get("GITLAB_CI") or env.get("CI_API_V4_URL"):
-        missing = [n for n in ("GITLAB_TOKEN", "CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID") if not env.get(n)]
+    if env.get("GITLAB_CI"):
+        server = env.get("CI_SERVER_URL") or env.get("CI_API_V4_URL", "").removesuffix("/").removesuffix("/api/v4")
+        needed = {"GITLAB_TOKEN": env.get("GITLAB_TOKEN"), "CI_SERVER_URL": server, "CI_PROJECT_ID": env.get("CI_PROJECT_ID"),
+                  "CI_MERGE_REQUEST_IID": env.get("CI_MERGE_REQUEST_IID")}
+        missing = [name for name, value in needed.items() if not value]
         if missing:
             raise SystemExit(f"ci-preview: cannot post to GitLab, missing {', '.join(missing)}")
-        return GitLab(env["CI_API_V4_URL"], env["CI_PROJECT_ID"], env["CI_MERGE_REQUEST_IID"], env["GITLAB_TOKEN"])
-    if env.get("GITHUB_ACTIONS") or env.get("GITHUB_REPOSITORY"):
+        return GitLab(server, env["CI_PROJECT_ID"], env["CI_MERGE_REQUEST_IID"], env["GITLAB_TOKEN"])
+    if env.get("GITHUB_ACTIONS"):
         number = pr
-        if not number and env.get("GITHUB_EVENT_PATH") and Path(env["GITHUB_EVENT_PATH"]).exists():
+        if not number and env.get("GITHUB_EVENT_PATH"):
             event = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
             number = str((event.get("pull_request") or {}).get("number") or "")
         missing = [n for n in ("GITHUB_TOKEN", "GITHUB_REPOSITORY") if not env.get(n)] + ([] if number else ["--pr"])
@@ -311,52 +309,101 @@ def post(forge, body: str, out: Callable[[str], None] = print) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Running pulumi
+# Running the program: inline, through engine.py
 
 
-def pulumi_command() -> str:
-    found = shutil.which("pulumi")
-    if found:
-        return found
-    result = subprocess.run([str(ROOT / "scripts/install-pulumi"), "--print-bin"], capture_output=True, text=True)
-    if result.returncode == 0 and (Path(result.stdout.strip()) / "pulumi").exists():
-        return str(Path(result.stdout.strip()) / "pulumi")
-    raise SystemExit("ci-preview: no pulumi on PATH; run scripts/install-pulumi and put its bin first on PATH")
+def open_engine_stack(stack: str):
+    """Stack `stack` of the repository, selected or created (a stack file committed in this change may name a
+    stack the backend has not seen yet), with our program inline and the backend the environment names."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import engine
+
+    try:
+        return engine.open_stack(stack, engine.Backend())
+    except engine.ToolchainMissing as missing:
+        raise SystemExit(f"ci-preview: {missing}") from None
 
 
-def pulumi_args(mode: str, stack: str) -> list[str]:
-    common = ["--non-interactive", "--color", "never", "--policy-pack", "policy", "--suppress-outputs", "--diff",
-              "--stack", stack]
+def _policy_pack() -> str:
+    return str(ROOT / "policy")
+
+
+def execute(handle, mode: str) -> str:
+    """Preview (with the policy pack, as engine.preview does for every tool) or update one stack; its output."""
     if mode == "apply":
-        return ["up", "--yes", "--skip-preview", *common]
-    return ["preview", *common]
+        # show_secrets=False: the SDK would otherwise fetch the outputs in plain text after the update.
+        result = handle.up(color="never", diff=True, suppress_outputs=True, policy_packs=[_policy_pack()],
+                           show_secrets=False)
+    else:
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        import engine
+
+        result = engine.preview(handle, diff=True, suppress_outputs=True)
+    return result.stdout + result.stderr
 
 
-def run_stack(pulumi: str, mode: str, stack: str, env: dict[str, str]) -> StackResult:
-    def call(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([pulumi, *args], cwd=ROOT, capture_output=True, text=True, env={**env, "PULUMI_SKIP_UPDATE_CHECK": "true"})
+_EXIT_CODE = re.compile(r"^\s*code: (-?\d+)", re.MULTILINE)
 
-    # A stack file committed in this change may name a stack the backend has not seen yet.
-    selected = call("stack", "select", "--create", "--non-interactive", stack)
+
+def run_stack(mode: str, stack: str, env: dict[str, str], open_stack: Callable[[str], Any] | None = None) -> StackResult:
+    """Preview (`mode` "preview") or deploy ("apply") `stack`; its result with the output already redacted.
+
+    `open_stack(name)` returns an Automation API stack (default: `open_engine_stack`, the repository's stacks on
+    the backend the environment names); an engine error is a failed result, never an exception."""
+    open_stack = open_stack or open_engine_stack
     secrets = env_secret_values(env)
-    shown = call("config", "--show-secrets", "--json", "--stack", stack)
-    if shown.returncode == 0:
-        secrets += secret_config_values(shown.stdout)
-    if selected.returncode != 0:
-        return StackResult(stack, selected.returncode, redact(selected.stdout + selected.stderr, secrets))
-    result = call(*pulumi_args(mode, stack))
-    return StackResult(stack, result.returncode, redact(result.stdout + result.stderr, secrets))
+    try:
+        handle = open_stack(stack)
+        # The decrypted values of the stack's secret config (what `pulumi config --show-secrets` prints).
+        secrets += [str(value.value) for value in handle.get_all_config().values() if value.secret]
+        return StackResult(stack, 0, redact(execute(handle, mode), secrets))
+    except Exception as error:  # noqa: BLE001 - the Automation API raises CommandError and its subclasses
+        match = _EXIT_CODE.search(str(error))
+        code = int(match.group(1)) if match and match.group(1) != "0" else 1
+        return StackResult(stack, code, redact(f"{type(error).__name__}: {error}", secrets))
 
+
+# ---------------------------------------------------------------------------------------------------------
+# GitLab: one deploy job per stack, generated as a child pipeline
+
+
+def is_prod(stack: str) -> bool:
+    return stack == "prod" or stack.startswith("prod-")
+
+
+def gitlab_deploy_pipeline(stacks: Iterable[str], job: str = ".airflow-platform") -> dict:
+    """A child pipeline with one deploy job per stack. Each job has its stack's own resource_group: deploys of
+    different stacks do not wait on each other, two of one stack never overlap (GitLab queues them, in
+    order, never cancelling). Production stacks deploy in a later stage, only after the others succeeded."""
+    stacks = deploy_order(stacks)
+    if not stacks:
+        return {"nothing-to-deploy": {"variables": {"GIT_STRATEGY": "none"},
+                                      "script": ["echo 'This change touches no stack.'"]}}
+    pipeline: dict[str, Any] = {"stages": ["deploy", "deploy-prod"]}
+    for stack in stacks:
+        pipeline[f"deploy:{stack}"] = {
+            "extends": job,
+            "stage": "deploy-prod" if is_prod(stack) else "deploy",
+            "resource_group": f"airflow-platform/{stack}",
+            # A GitLab environment per stack: deployment history, and protected environments for approvals.
+            "environment": {"name": f"stacks/{stack}"},
+            "script": [f"scripts/ci-preview --apply --stack {stack}"],
+        }
+    return pipeline
 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, open_stack: Callable[[str], Any] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/ci-preview", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", help="the merge request's base commit (default: all stacks)")
     parser.add_argument("--head", default="HEAD")
     parser.add_argument("--stack", action="append", default=[], help="these stacks instead of the changed ones")
     parser.add_argument("--apply", action="store_true", help="pulumi up instead of preview (merge to main)")
+    parser.add_argument("--gitlab-pipeline", metavar="FILE",
+                        help="write a GitLab child pipeline deploying the changed stacks, one job each; run nothing")
     parser.add_argument("--dry-run", action="store_true", help="print the comment instead of posting it")
     parser.add_argument("--pr", help="GitHub pull request number (default: from the event)")
     args = parser.parse_args(argv)
@@ -368,19 +415,24 @@ def main(argv: list[str] | None = None) -> int:
         stacks = changed_stacks(git_changed_files(args.base, args.head), committed_stacks())
     else:
         stacks = committed_stacks()
+    if args.gitlab_pipeline:
+        Path(args.gitlab_pipeline).write_text(
+            "# Generated by scripts/ci-preview --gitlab-pipeline: the deploy jobs of this change's stacks.\n"
+            + yaml.safe_dump(gitlab_deploy_pipeline(stacks), sort_keys=False)
+        )
+        print(f"ci-preview: deploy jobs for {', '.join(deploy_order(stacks)) or 'no stack'}", file=sys.stderr)
+        return 0
     mode = "apply" if args.apply else "preview"
     print(f"ci-preview: {mode} of {', '.join(stacks) or 'no stack'}", file=sys.stderr)
 
     results = []
-    if stacks:
-        pulumi = pulumi_command()
-        for stack in deploy_order(stacks) if args.apply else stacks:
-            result = run_stack(pulumi, mode, stack, env)
-            results.append(result)
-            print(f"--- {stack}: exit {result.exit_code}\n{result.output}", file=sys.stderr)
-            if args.apply and result.exit_code != 0:
-                print(f"ci-preview: {stack} failed; the remaining stacks are not deployed", file=sys.stderr)
-                break
+    for stack in deploy_order(stacks) if args.apply else stacks:
+        result = run_stack(mode, stack, env, open_stack)
+        results.append(result)
+        print(f"--- {stack}: exit {result.exit_code}\n{result.output}", file=sys.stderr)
+        if args.apply and result.exit_code != 0:
+            print(f"ci-preview: {stack} failed; the remaining stacks are not deployed", file=sys.stderr)
+            break
 
     failed = any(result.exit_code != 0 for result in results)
     if args.apply:

@@ -49,3 +49,11 @@ ensure_postgres_server() {
 ensure_crds() {
   "$repo/scripts/fetch-crds" >/dev/null || echo "==> the CRD schema tests will be skipped (see above)" >&2
 }
+
+# actionlint for the workflow-template tests, compiled once from its Go module (toolchain/actionlint) into the
+# cache and reused; exported as ACTIONLINT for tests/test_ci_templates.py.
+ensure_actionlint() {
+  local bin
+  bin=$("$repo/scripts/install-actionlint" | tail -n 1) || return 1
+  export ACTIONLINT=$bin
+}

@@ -204,75 +204,108 @@ def test_post_updates_or_creates():
 
 
 def test_forge_is_chosen_from_the_ci_environment():
-    gitlab = ci.forge_from_env({"GITLAB_CI": "true", "GITLAB_TOKEN": "t", "CI_API_V4_URL": "https://gl/api/v4/",
+    gitlab = ci.forge_from_env({"GITLAB_CI": "true", "GITLAB_TOKEN": "t", "CI_API_V4_URL": "https://gl/api/v4",
                                 "CI_PROJECT_ID": "group/proj", "CI_MERGE_REQUEST_IID": "12"})
-    assert gitlab.base == "https://gl/api/v4/projects/group%2Fproj/merge_requests/12/notes"
+    assert type(gitlab.client).__module__.startswith("gitlab")  # python-gitlab, not hand-written HTTP
+    assert gitlab.client.api_url == "https://gl/api/v4" and gitlab.mr.notes.path == "/projects/group%2Fproj/merge_requests/12/notes"
     github = ci.forge_from_env({"GITHUB_ACTIONS": "true", "GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "o/r"}, pr="5")
-    assert (github.api, github.repository, github.number) == ("https://api.github.com", "o/r", "5")
+    assert type(github.client).__module__.startswith("github") and github.issue.number == 5
     with pytest.raises(SystemExit, match="GITLAB_TOKEN"):
         ci.forge_from_env({"GITLAB_CI": "true"})
+    assert "urllib" not in (ROOT / "scripts/ci_preview.py").read_text()
 
 
-def test_pulumi_is_run_with_the_policy_pack_and_without_outputs():
-    preview = ci.pulumi_args("preview", "prod")
-    assert preview[0] == "preview"
-    for flag in ("--diff", "--non-interactive", "--suppress-outputs"):
-        assert flag in preview
-    assert preview[preview.index("--policy-pack") + 1] == "policy" and preview[preview.index("--stack") + 1] == "prod"
-    assert preview[preview.index("--color") + 1] == "never"
-    assert ci.pulumi_args("apply", "dev")[:2] == ["up", "--yes"]
+# --- running the program: inline, through engine.py -----------------------------------------------------------
+
+from pulumi import automation as auto  # noqa: E402
+from pulumi.automation._cmd import CommandResult  # noqa: E402
 
 
-# --- the CI templates ----------------------------------------------------------------------------------------
+class FakeStack:
+    """What engine.open_stack returns, as far as ci-preview uses it."""
 
-COMMAND = re.compile(r"(scripts/[A-Za-z0-9_.-]+|python -m envs)")
+    def __init__(self, name, output="Resources:\n    1 unchanged\n", fail_code=None, log=None):
+        self.name, self.output, self.fail_code, self.log = name, output, fail_code, log if log is not None else []
 
+    def get_all_config(self):
+        return {"airflow-platform:s3SecretAccessKey": auto.ConfigValue(value="wJalrXUtnFEMI-K7MDENG-bPxRfiCY", secret=True),
+                "airflow-platform:navbarColor": auto.ConfigValue(value="#d9534f", secret=False)}
 
-def _scripts(document) -> list[str]:
-    found = []
-    if isinstance(document, dict):
-        for key, value in document.items():
-            if key in ("script", "before_script", "run") :
-                found += value if isinstance(value, list) else [value]
-            else:
-                found += _scripts(value)
-    elif isinstance(document, list):
-        for item in document:
-            found += _scripts(item)
-    return [str(line) for line in found]
+    def _run(self, verb, kwargs):
+        self.log.append((verb, self.name, kwargs))
+        if self.fail_code is not None:
+            raise auto.CommandError(CommandResult(self.output, "error: wJalrXUtnFEMI-K7MDENG-bPxRfiCY", self.fail_code))
+        return self.output
 
+    def preview(self, **kwargs):
+        return auto.PreviewResult(stdout=self._run("preview", kwargs), stderr="", change_summary={})
 
-@pytest.mark.parametrize("path", ["ci/gitlab-ci.yml", ".github/workflows/preview.yml", ".github/workflows/branch-env.yml"])
-def test_ci_templates_parse_and_call_scripts_that_exist(path):
-    document = yaml.safe_load((ROOT / path).read_text())
-    commands = " ".join(_scripts(document))
-    for used in COMMAND.findall(commands):
-        if used.startswith("scripts/"):
-            assert (ROOT / used).is_file(), used
-    assert "scripts/install-pulumi" in commands
-    text = (ROOT / path).read_text()
-    assert "PULUMI_BACKEND_URL" in text and "PULUMI_CONFIG_PASSPHRASE" in text
-    # user-controlled names never pasted into a shell script
-    assert not re.search(r"run:.*\$\{\{\s*github\.(head_ref|ref_name|event\.ref)", text)
+    def up(self, **kwargs):
+        return auto.UpResult(stdout=self._run("up", kwargs), stderr="", summary=None, outputs={})
 
 
-def test_gitlab_template_has_preview_deploy_and_a_stoppable_review_environment():
-    jobs = yaml.safe_load((ROOT / "ci/gitlab-ci.yml").read_text())
-    assert "scripts/ci-preview" in " ".join(jobs["preview"]["script"])
-    assert "merge_request_event" in jobs["preview"]["rules"][0]["if"]
-    assert "--apply" in " ".join(jobs["deploy"]["script"]) and "CI_DEFAULT_BRANCH" in jobs["deploy"]["rules"][0]["if"]
-    create, destroy = jobs["branch-env:create"], jobs["branch-env:destroy"]
-    assert create["environment"] == {"name": "review/$CI_COMMIT_REF_SLUG", "on_stop": "branch-env:destroy", "auto_stop_in": "1 week"}
-    assert destroy["environment"] == {"name": "review/$CI_COMMIT_REF_SLUG", "action": "stop"}
-    assert destroy["rules"][0]["when"] == "manual"
-    assert "python -m envs create" in " ".join(create["script"]) and "python -m envs destroy" in " ".join(destroy["script"])
+def test_a_preview_runs_inline_with_the_policy_pack_and_is_redacted():
+    log = []
+    result = ci.run_stack("preview", "prod", {"GITHUB_TOKEN": "ghp-token-from-the-environment"},
+                          lambda name: FakeStack(name, PREVIEW, log=log))
+    assert result.exit_code == 0 and "wJalrXUtnFEMI" not in result.output and "ghp-token" not in result.output
+    assert '"#d9534f"' in result.output and "+ 1 to create" in result.output
+    [(verb, stack, kwargs)] = log
+    assert (verb, stack) == ("preview", "prod")
+    assert kwargs["policy_packs"] == [str(ROOT / "policy")]
+    assert kwargs["diff"] is True and kwargs["color"] == "never" and kwargs["suppress_outputs"] is True
 
 
-def test_github_workflows_cover_pull_requests_main_and_branch_deletion():
-    preview = yaml.safe_load((ROOT / ".github/workflows/preview.yml").read_text())
-    branch = yaml.safe_load((ROOT / ".github/workflows/branch-env.yml").read_text())
-    on_preview, on_branch = preview[True], branch[True]  # YAML 1.1 reads the key `on` as True
-    assert "pull_request" in on_preview and on_preview["push"]["branches"] == ["main"]
-    assert {"push", "delete", "pull_request"} <= set(on_branch) and on_branch["pull_request"]["types"] == ["closed"]
-    steps = " ".join(_scripts(branch))
-    assert "python -m envs create" in steps and "python -m envs destroy" in steps
+def test_an_engine_error_is_a_failed_redacted_result_with_its_exit_code():
+    result = ci.run_stack("preview", "dev", {}, lambda name: FakeStack(name, "policy violation", fail_code=255))
+    assert result.exit_code == 255 and "policy violation" in result.output and "wJalrXUtnFEMI" not in result.output
+
+    def unreachable(name):
+        raise auto.CommandError(CommandResult("", "error: could not reach the backend", 1))
+
+    assert ci.run_stack("preview", "dev", {}, unreachable).exit_code == 1
+
+
+def test_apply_deploys_prod_last_and_stops_at_the_first_failure(capsys):
+    log = []
+    stacks = {"dev": None, "team-a": 1, "prod": None}
+    code = ci.main(["--apply", "--stack", "prod", "--stack", "dev", "--stack", "team-a"],
+                   open_stack=lambda name: FakeStack(name, fail_code=stacks[name], log=log))
+    assert code == 1 and [(verb, stack) for verb, stack, _ in log] == [("up", "dev"), ("up", "team-a")]
+    kwargs = log[0][2]
+    assert kwargs["policy_packs"] == [str(ROOT / "policy")] and kwargs["show_secrets"] is False
+
+
+def test_dry_run_prints_the_comment_of_every_stack(capsys):
+    code = ci.main(["--stack", "dev", "--stack", "prod", "--dry-run"], open_stack=lambda name: FakeStack(name, PREVIEW))
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith(ci.MARKER) and out.count("### Stack ") == 2 and "wJalrXUtnFEMI" not in out
+
+
+def test_no_toolchain_stops_with_what_to_do(monkeypatch):
+    import engine
+
+    def missing():
+        raise engine.ToolchainMissing("no Pulumi CLI at the pinned version")
+
+    monkeypatch.setattr(engine, "pulumi_bin", missing)
+    with pytest.raises(SystemExit, match="no Pulumi CLI"):
+        ci.open_engine_stack("dev")
+
+
+# --- GitLab: the deploy child pipeline --------------------------------------------------------------------------
+
+
+def test_gitlab_deploy_pipeline_has_one_job_and_resource_group_per_stack_prod_last(tmp_path):
+    out = tmp_path / "deploy.yml"
+    assert ci.main(["--stack", "prod", "--stack", "dev", "--stack", "team-a", "--gitlab-pipeline", str(out)]) == 0
+    pipeline = yaml.safe_load(out.read_text())
+    jobs = {name: job for name, job in pipeline.items() if name.startswith("deploy:")}
+    assert list(jobs) == ["deploy:dev", "deploy:team-a", "deploy:prod"]
+    for stack in ("dev", "team-a", "prod"):
+        job = jobs[f"deploy:{stack}"]
+        assert job["resource_group"] == f"airflow-platform/{stack}" and job["extends"] == ".airflow-platform"
+        assert job["script"] == [f"scripts/ci-preview --apply --stack {stack}"]
+    stages = pipeline["stages"]
+    assert stages.index(jobs["deploy:prod"]["stage"]) > stages.index(jobs["deploy:dev"]["stage"])
+    assert "nothing-to-deploy" in ci.gitlab_deploy_pipeline([])  # a child pipeline needs at least one job
