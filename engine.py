@@ -117,14 +117,14 @@ BUCKET_TYPE = "pulumi-python:dynamic:S3Bucket"
 _SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
 
 
-def _revealed(value):
+def revealed(value):
     """A value from `stack export --show-secrets`, with secrets as their plain values."""
     if isinstance(value, dict):
         if value.get(_SECRET_SIG[0]) == _SECRET_SIG[1]:
             return json.loads(value["plaintext"]) if "plaintext" in value else value.get("value")
-        return {key: _revealed(item) for key, item in value.items()}
+        return {key: revealed(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_revealed(item) for item in value]
+        return [revealed(item) for item in value]
     return value
 
 
@@ -137,7 +137,7 @@ def destroy_blockers(stack: auto.Stack) -> list[str]:
         if resource.get("protect"):
             blockers.append(f"{resource['urn']} is protected: set protect false and `up` first (prod keeps data on purpose)")
         elif resource.get("type") == BUCKET_TYPE and not resource.get("retainOnDelete"):
-            if refusal := delete_refusal(_revealed(resource.get("outputs") or {})):
+            if refusal := delete_refusal(revealed(resource.get("outputs") or {})):
                 blockers.append(refusal)
     return blockers
 

@@ -102,7 +102,7 @@ def main() -> int:
 Next:
   - apply to a cluster that has CloudNativePG 1.30 and the Barman Cloud plugin:
         kubectl apply -R -f {RENDERED}/0-crd -f {RENDERED}/1-manifest   # or commit the folder for Argo CD / Flux
-  - the admin password: .venv/bin/python -c "from scripts.local_up import show; show('admin_password')"
+  - the admin password: scripts/local-up --show admin_password
   - set up a real stack: README.md, "Running a real stack"
 """)
     return 0
@@ -123,4 +123,7 @@ def _secret(value: str) -> auto.ConfigValue:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--show"] and len(sys.argv) == 3:
+        show(sys.argv[2])
+        sys.exit(0)
     sys.exit(main())

@@ -151,7 +151,7 @@ def test_a_second_preview_changes_nothing_and_runs_the_policy_pack(instance):
     # Random secrets, the pickled provider and every config checksum must be stable for this to pass.
     preview = it.preview(expect_no_changes=True, diff=True)
     assert changes(preview) == {}
-    assert "airflow-platform-policies" in preview.stdout + preview.stderr or "Policies:" in preview.stdout
+    assert "Policy Packs run" in preview.stdout and str(engine.POLICY_PACK) in preview.stdout
 
 
 def test_a_retention_change_is_one_update_of_the_bucket_and_is_applied(instance, s3):
@@ -200,7 +200,7 @@ def test_the_state_files_hold_no_secret_in_any_encoding(instance):
     }
     secrets = {SECRET_KEY, rendered_secrets["AIRFLOW__CORE__FERNET_KEY"], rendered_secrets["AIRFLOW__API__SECRET_KEY"],
                rendered_secrets["AIRFLOW__API_AUTH__JWT_SECRET"], it.stack.outputs()["admin_password"].value}
-    revealed = it.stack.export_stack().deployment["resources"]
+    revealed = engine.revealed(it.stack.export_stack().deployment["resources"])
     secrets |= {r["outputs"]["result"] for r in revealed if r["type"] == "random:index/randomPassword:RandomPassword"}
     assert len(secrets) >= 6  # S3 key, Fernet key, API and JWT secrets, admin and database passwords
 
@@ -229,17 +229,20 @@ def test_destroy_refuses_a_bucket_with_logs_before_deleting_anything(instance, s
     assert it.bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
-def test_a_protected_stack_refuses_destroy_and_keeps_everything(instance, s3):
+def test_a_protected_stack_refuses_destroy_and_keeps_its_data(instance, s3):
     it = instance(protect="true")
     it.up()
     resources = it.resource_count()
     with pytest.raises(engine.DestroyRefused, match="protected"):
         engine.destroy(it.stack)
-    # The engine itself refuses too, for whoever runs a plain destroy.
+    assert it.resource_count() == resources, "our destroy deletes nothing when it refuses"
+
+    # A plain `pulumi destroy` deletes what is not protected and then refuses: the data stays.
     with pytest.raises(auto.errors.CommandError, match="protected"):
         it.stack.destroy(color="never")
+    kept = {r["type"] for r in it.stack.export_stack().deployment["resources"]}
+    assert {engine.BUCKET_TYPE, "kubernetes:postgresql.cnpg.io/v1:Cluster"} <= kept
     assert it.bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
-    assert it.resource_count() >= resources - 1  # at most the engine's own bookkeeping changes
 
 
 def test_the_policy_pack_fails_a_preview_that_breaks_a_mandatory_rule(instance):
@@ -265,7 +268,7 @@ def test_a_branch_environment_is_created_and_destroyed_for_real(project, s3_endp
     assert created.returncode == 0, created.stdout + created.stderr
     listed = _envs("list", env=env, work_dir=project)
     assert "feature/E2E-1_real engine" in listed.stdout or "br-feature-e2e-1" in listed.stdout, listed.stdout
-    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("br-")]
+    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if "-br-feature-e2e-1-" in b["Name"]]
     assert buckets
 
     for _ in range(2):  # a second destroy finds nothing and still succeeds
@@ -273,3 +276,24 @@ def test_a_branch_environment_is_created_and_destroyed_for_real(project, s3_endp
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     assert not [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] in buckets]
     assert "br-" not in _envs("list", env=env, work_dir=project).stdout
+
+
+def test_ci_preview_posts_one_redacted_comment_from_a_real_preview(instance, project, monkeypatch):
+    from tests.test_ci_comment_http import Forge
+    from tests.test_ci_preview import ci
+
+    it = instance()
+    it.up()
+    it.stack.set_config("s3.retentionDays", auto.ConfigValue("21"), path=True)
+    with Forge("gitlab", []) as forge:
+        for name, value in {"GITLAB_CI": "true", "CI_SERVER_URL": forge.url, "CI_PROJECT_ID": "42",
+                            "CI_MERGE_REQUEST_IID": "7", "GITLAB_TOKEN": "glpat-e2e-token"}.items():
+            monkeypatch.setenv(name, value)
+        for _ in range(2):  # the second pipeline edits the first comment
+            assert ci.main(["--stack", it.name],
+                           open_stack=lambda name: engine.open_stack(name, it.backend, work_dir=project)) == 0
+    writes = [(r["method"], json.loads(r["body"])["body"]) for r in forge.requests if r["method"] in ("POST", "PUT")]
+    assert [method for method, _ in writes] == ["POST", "PUT"]
+    body = writes[-1][1]
+    assert it.name in body and "retention_days" in body and "21" in body
+    assert SECRET_KEY not in "".join(r["body"] for r in forge.requests)
