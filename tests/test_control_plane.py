@@ -75,6 +75,19 @@ def test_instance_secrets_are_generated_as_random_resources_and_travel_as_secret
     assert "stringData" in secret.secret_paths
 
 
+def test_no_generated_secret_comes_from_a_resource_whose_id_is_its_value():
+    """State files store resource IDs unencrypted; a RandomBytes' ID is its base64 value."""
+    run = dev()
+    assert not run.of_kind("RandomBytes") and not run.of_kind("RandomId")
+    assert {r.type for r in run.resources if r.type.startswith("random:")} == {"random:index/randomPassword:RandomPassword"}
+
+
+def test_a_rotated_s3_key_rolls_every_component_reading_the_log_connection():
+    before = checksums(dev())
+    after = checksums(dev(secrets={"s3SecretAccessKey": "rotated-secret-key"}))
+    assert {name for name in before if before[name] != after[name]} == {f"dev-{c}" for c in LONG_RUNNING}
+
+
 def test_generated_secrets_do_not_depend_on_settings_that_change():
     """A random resource is replaced when its inputs change: ours take none from settings, so an upgrade or a
     config change can never regenerate the Fernet key or the JWT secret."""
