@@ -223,7 +223,7 @@ def test_s3_credentials_travel_only_as_secrets():
 def test_names_of_the_longest_allowed_instance_stay_within_kubernetes_limits():
     instance = "a" * 44
     run = run_stack({**KERBEROS_CONFIG, "instance": instance, "s3": {"bucket": "long-instance-logs"}},
-                    {"kerberosKeytab": KEYTAB_B64}, stack="long")
+                    {"kerberosKeytab": KEYTAB_B64}, stack="dev")
     names = [r.k8s_name for r in run.resources if r.k8s_name]
     assert len(names) > 15
     for name in names:
