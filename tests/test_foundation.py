@@ -8,7 +8,8 @@ from tests.harness import run_stack
 from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
-PROD_SECRETS = {**S3_KEYS, "authOidcClientSecret": TEST_SECRETS["authOidcClientSecret"]}
+BACKUP_KEYS = {k: TEST_SECRETS[k] for k in ("s3BackupAccessKeyId", "s3BackupSecretAccessKey")}
+PROD_SECRETS = {**S3_KEYS, **BACKUP_KEYS, "authOidcClientSecret": TEST_SECRETS["authOidcClientSecret"]}
 
 
 def dev(**extra_config):
