@@ -848,5 +848,12 @@ if __name__ == "__main__":
     text = readme.read_text()
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
-        readme.write_text(f"{head}{begin}\n{config_reference_markdown()}\n{end}{rest.split(end, 1)[1]}")
+        text = f"{head}{begin}\n{config_reference_markdown()}\n{end}{rest.split(end, 1)[1]}"
+    from components.capacity import stacks_capacity_markdown
+
+    begin, end = "<!-- capacity:begin -->", "<!-- capacity:end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = f"{head}{begin}\n{stacks_capacity_markdown()}\n{end}{rest.split(end, 1)[1]}"
+    readme.write_text(text)
     sys.stdout.write("Pulumi.yaml and README.md regenerated from components/config.py\n")
