@@ -51,7 +51,7 @@ AIRFLOW_VENV = ROOT / "scripts" / "airflow-venv"
 BUILD_TIMEOUT = 30 * 60
 PROBE_TIMEOUT = 180
 
-S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
+S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey", "s3LogAccessKeyId", "s3LogSecretAccessKey")}
 LDAP_BIND_PASSWORD = "ldap-bind-password-must-not-leak"
 LDAP_AUTH = {
     "mode": "ldap",
@@ -128,7 +128,12 @@ class Rendered:
         self.name = name
         self.run = run_stack(config, secrets, stack=stack)
         self.config_env: dict[str, str] = dict(self.run.one("ConfigMap", "-config").inputs["data"])
-        self.secret_env: dict[str, str] = dict(self.run.one("Secret", "-secrets").inputs["stringData"])
+        # What the api-server reads (it reads every instance secret; the other components a subset).
+        self.secret_env: dict[str, str] = {
+            key: value
+            for name in ("-secrets", "-jwt", "-api-key")
+            for key, value in self.run.one("Secret", name).inputs["stringData"].items()
+        }
         self.webserver: dict[str, str] = dict(self.run.one("Secret", "-webserver-config").inputs["stringData"])
         self.pod_template = yaml.safe_load(self.run.one("ConfigMap", "-pod-template").inputs["data"]["pod_template.yaml"])
 
@@ -629,7 +634,7 @@ def test_airflow_components_read_the_settings_as_we_mean_them(probes, stacks, st
     }
     # The LocalFilesystemBackend, built from our kwargs, finds the log connection in the mounted file.
     assert found["secrets"]["backends"][0] == "airflow.secrets.local_filesystem.LocalFilesystemBackend"
-    assert found["secrets"]["log_connection"] == {"conn_type": "aws", "login": TEST_SECRETS["s3AccessKeyId"]}
+    assert found["secrets"]["log_connection"] == {"conn_type": "aws", "login": TEST_SECRETS["s3LogAccessKeyId"]}
     assert found["fernet"]["roundtrip"] is True
     assert found["fernet"]["is_encrypted"] is True  # a real Fernet, not the no-key stand-in
     # The api-server signs and the validators check tokens with our JWT secret, not a generated one.
