@@ -713,7 +713,9 @@ def test_oidc_webserver_config_loads_under_fab_and_maps_groups_to_roles(probes, 
     assert fab["has_auth_role_public"] is False
     assert fab["security_manager"] == {"name": "GroupsFromOidcClaims", "extends_airflow_override": True}
     settings = fab["settings"]
-    assert settings["AUTH_ROLES_MAPPING"] == {"airflow-prod-ops": ["Op"], "ops": ["Admin"], "data-engineers": ["User"]}
+    assert settings["AUTH_ROLES_MAPPING"] == {
+        "airflow-prod-admins": ["Admin"], "airflow-prod-ops": ["Op"], "airflow-prod-users": ["User"]
+    }
     assert settings["AUTH_ROLES_SYNC_AT_LOGIN"] is True
     assert settings["AUTH_USER_REGISTRATION"] is True
     assert settings["AUTH_USER_REGISTRATION_ROLE"] == "Public"
