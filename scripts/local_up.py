@@ -82,8 +82,10 @@ def main() -> int:
     stack.set_config("s3.endpointUrl", _plain(endpoint), path=True)
     stack.set_config("s3.forceDestroy", _plain("true"), path=True)
     stack.set_config("postgres.backups.enabled", _plain("true"), path=True)
-    stack.set_config("s3AccessKeyId", _secret("local-access-key"))
-    stack.set_config("s3SecretAccessKey", _secret("local-secret-key"))
+    # One key per job, as on a real store (the local endpoint accepts any): provisioning, logs, backups.
+    for job in ("", "Log", "Backup"):
+        stack.set_config(f"s3{job}AccessKeyId", _secret(f"local-{job.lower() or 'provisioning'}-access-key"))
+        stack.set_config(f"s3{job}SecretAccessKey", _secret(f"local-{job.lower() or 'provisioning'}-secret-key"))
 
     say(f"pulumi up of the '{STACK}' stack (inline program, file backend {LOCAL / 'state'})")
     os.umask(0o077)  # rendered Secrets hold plain text
