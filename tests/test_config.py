@@ -177,12 +177,12 @@ def apply_fix(config: dict, command: str) -> None:
 def test_the_error_gives_the_pulumi_command_that_fixes_each_key():
     message = problems_of(
         {"postgres": {"storageSize": "lots", "storageSzie": "20Gi"}, "executor": {"podCreationBatchSize": 0},
-         "protect": "maybe"},
+         "createNamespace": "maybe"},
         {"kerberosKeytab": "not base64!!"},
     )
     fixes = message.split("To fix (a value shown is the key's default):\n", 1)[1].splitlines()
     assert fixes == [
-        "  pulumi config set protect false",
+        "  pulumi config set createNamespace true",
         "  pulumi config set --path 'executor.podCreationBatchSize' 16",
         "  pulumi config set --path 'postgres.storageSize' 10Gi",
         "  pulumi config rm --path 'postgres.storageSzie'",
@@ -192,7 +192,7 @@ def test_the_error_gives_the_pulumi_command_that_fixes_each_key():
 
 def test_following_the_hinted_commands_makes_the_config_valid():
     config = {"postgres": {"storageSize": "lots", "storageSzie": "20Gi", "backups": {"schedule": "daily"}},
-              "s3": {"retentionDays": 0}, "protect": "maybe"}
+              "s3": {"retentionDays": 0}, "createNamespace": "maybe"}
     message = problems_of(config)
     for line in message.split("To fix", 1)[1].splitlines()[1:]:
         apply_fix(config, line.strip())
@@ -214,7 +214,9 @@ def test_check_reads_a_stack_file_through_the_model_without_the_engine(tmp_path)
     )
     result = run_check(str(stack_file))
     assert result.returncode == 1
-    assert "Pulumi.team-x.yaml: invalid configuration for stack 'team-x' (2 problem(s)):" in result.stdout
+    assert "Pulumi.team-x.yaml: invalid configuration for stack 'team-x' (3 problem(s)):" in result.stdout
+    # A team's stack is long-lived: the development login is refused there.
+    assert "airflow-platform:auth.mode" in result.stdout and "needs oidc or ldap" in result.stdout
     assert "airflow-platform:gitSyncToken: is a secret; set it with `pulumi config set --secret gitSyncToken`" in result.stdout
     # The encrypted key counts as set: only its partner is missing.
     assert "airflow-platform:s3SecretAccessKey: set both s3AccessKeyId and s3SecretAccessKey" in result.stdout
