@@ -397,6 +397,29 @@ class DbCleanupSettings(_Model):
         return value
 
 
+class MetricsSettings(_Model):
+    """StatsD from every Airflow process to a statsd_exporter per instance (components/metrics.py)."""
+
+    enabled: bool = True
+    prometheus_operator: bool = Field(False, description="create a ServiceMonitor, PodMonitors and a PrometheusRule")
+    monitor_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels a Prometheus selects monitors and rules by, e.g. {release: kube-prometheus-stack}"
+    )
+    scrape_interval: str = "30s"
+    exporter_image: str = "quay.io/prometheus/statsd-exporter:v0.31.0"
+    exporter_resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "200m", "256Mi"))
+    backup_max_age_hours: int = Field(26, ge=1, description="AirflowDatabaseBackupTooOld fires past this age")
+    runbook_url: str | None = Field(None, description="page with the runbooks; alerts link to <url>#<alertname>")
+
+    @field_validator("exporter_image")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        tag = value.rsplit("/", 1)[-1].partition(":")[2]
+        if not tag or tag == "latest":
+            raise ValueError(f"'{value}' must name an exact version, e.g. quay.io/prometheus/statsd-exporter:v0.31.0")
+        return value
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stack
 
@@ -457,6 +480,7 @@ class Settings(_Model):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     limit_range: LimitRangeSettings = Field(default_factory=LimitRangeSettings)
     db_cleanup: DbCleanupSettings = Field(default_factory=DbCleanupSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     airflow_connections: SecretStr | None = _secret(
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )

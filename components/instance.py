@@ -18,6 +18,7 @@ from components.config import load_settings, secret_output
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
 from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
 from components.log_bucket import LogBucket, LogBucketArgs
+from components.metrics import Metrics, MetricsArgs
 from components.postgres_cluster import BackupDestination, PostgresCluster, PostgresClusterArgs
 from components.worker_rbac import KERBEROS, WorkerRBAC, WorkerRBACArgs
 
@@ -146,6 +147,9 @@ def airflow_instance() -> None:
         ),
         opts=on_cluster,
     )
+
+    if settings.metrics.enabled:
+        Metrics(instance, MetricsArgs.from_settings(settings, namespace.name), opts=on_cluster)
 
     pulumi.export("url", airflow.url)
     pulumi.export("namespace", namespace.name)

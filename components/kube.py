@@ -54,6 +54,8 @@ ROLES = (
     "pgbouncer",
     "quota",
     "limits",
+    "statsd-exporter",
+    "alerts",
 )
 CRONJOB_ROLES = ("cleanup",)
 # CloudNativePG derives Services, Secrets and pods from the Cluster name (`<instance>-pg`); the longest
