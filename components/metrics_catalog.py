@@ -278,7 +278,9 @@ def rule_groups(context: RuleContext) -> list[dict]:
     for alert in ALERTS:
         if not alert.applies(context):
             continue
-        annotations = {"summary": alert.summary, "runbook": alert.runbook}
+        # Not every expression keeps a namespace label (sum(), absent()); the rules are per instance anyway.
+        summary = alert.summary.replace("{{ $labels.namespace }}", context.namespace)
+        annotations = {"summary": summary, "runbook": alert.runbook}
         if context.runbook_url:
             annotations["runbook_url"] = f"{context.runbook_url}#{alert.name.lower()}"
         rule = {"alert": alert.name, "expr": alert.expr(context)}
