@@ -480,7 +480,9 @@ class Settings(_Model):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     limit_range: LimitRangeSettings = Field(default_factory=LimitRangeSettings)
     db_cleanup: DbCleanupSettings = Field(default_factory=DbCleanupSettings)
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="StatsD to a statsd_exporter; monitors and alerts (README: Metrics and alerts)"
+    )
     airflow_connections: SecretStr | None = _secret(
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )
