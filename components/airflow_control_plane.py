@@ -33,8 +33,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from components import airflow_auth, git_sync, kube
+from components import airflow_auth, git_sync, kube, metrics_catalog
 from components.config import Settings, secret_output
+from components.metrics import exporter_host
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
 POD_TEMPLATE_DIR = f"{kube.AIRFLOW_HOME}/pod-templates"
@@ -227,6 +228,8 @@ class AirflowControlPlane(pulumi.ComponentResource):
         else:
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{airflow_auth.ADMIN_USER}:admin"
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = f"{SIMPLE_AUTH_DIR}/{SIMPLE_AUTH_PASSWORDS}"
+        if s.metrics.enabled:
+            env.update(metrics_catalog.airflow_metrics_env(exporter_host(s.instance, self._namespace)))
         if self._args.kerberos is not None:
             env["AIRFLOW__CORE__SECURITY"] = "kerberos"
             env["AIRFLOW__KERBEROS__PRINCIPAL"] = self._args.kerberos.principal

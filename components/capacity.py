@@ -89,6 +89,8 @@ def control_plane(s: Settings) -> Need:
         deployments.append((1, pod([s.kerberos.renewer_resources])))
     if s.postgres.mode == "cnpg":
         deployments.append((s.postgres.pooler_instances, pod([s.postgres.pooler_resources])))
+    if s.metrics.enabled:
+        deployments.append((1, pod([s.metrics.exporter_resources])))
     total = sum((one * (replicas + 1) for replicas, one in deployments), Need())
     if s.postgres.mode == "cnpg":
         sidecar = [kube.BARMAN_SIDECAR_RESOURCES] if s.postgres.backups.enabled else []

@@ -454,6 +454,21 @@ class DbCleanupSettings(_Model):
         return value
 
 
+class MetricsSettings(_Model):
+    """StatsD from every Airflow process to a statsd_exporter per instance (components/metrics.py)."""
+
+    enabled: bool = True
+    prometheus_operator: bool = Field(False, description="create a ServiceMonitor, PodMonitors and a PrometheusRule")
+    monitor_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels a Prometheus selects monitors and rules by, e.g. {release: kube-prometheus-stack}"
+    )
+    scrape_interval: str = "30s"
+    exporter_image: PinnedImage = images.STATSD_EXPORTER
+    exporter_resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "200m", "256Mi"))
+    backup_max_age_hours: int = Field(26, ge=1, description="AirflowDatabaseBackupTooOld fires past this age")
+    runbook_url: str | None = Field(None, description="page with the runbooks; alerts link to <url>#<alertname>")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stack
 
@@ -529,6 +544,9 @@ class Settings(_Model):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     limit_range: LimitRangeSettings = Field(default_factory=LimitRangeSettings)
     db_cleanup: DbCleanupSettings = Field(default_factory=DbCleanupSettings)
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="StatsD to a statsd_exporter; monitors and alerts (README: Metrics and alerts)"
+    )
     airflow_connections: SecretStr | None = _secret(
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )

@@ -24,6 +24,9 @@ PGBOUNCER = "ghcr.io/cloudnative-pg/pgbouncer:1.24.1"
 
 GIT_SYNC = "registry.k8s.io/git-sync/git-sync:v4.4.2"
 
+# The per-instance StatsD-to-Prometheus bridge (components/metrics.py).
+STATSD_EXPORTER = "quay.io/prometheus/statsd-exporter:v0.31.0"
+
 _EXACT_TAG = re.compile(r"^[^@]+:[^:/]*\d+\.\d+[^:/]*$")
 _DIGEST = re.compile(r"^[^@]+@sha256:[0-9a-f]{64}$")
 

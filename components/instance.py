@@ -24,6 +24,7 @@ from components.config import load_settings, secret_output
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
 from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
 from components.log_bucket import LogBucket, LogBucketArgs
+from components.metrics import Metrics, MetricsArgs
 from components.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from components.postgres_cluster import BackupDestination, PostgresCluster, PostgresClusterArgs
 from components.worker_rbac import KERBEROS, WorkerRBAC, WorkerRBACArgs
@@ -170,9 +171,14 @@ def airflow_instance() -> None:
                 ingress_enabled=settings.ingress.enabled,
                 postgres_cluster=database.cluster_name,
                 pooler=database.pooler_name,
+                metrics_exporter=settings.metrics.enabled,
+                prometheus_scrapes_database=settings.metrics.enabled and settings.metrics.prometheus_operator,
             ),
             opts=on_cluster,
         )
+
+    if settings.metrics.enabled:
+        Metrics(instance, MetricsArgs.from_settings(settings, namespace.name), opts=on_cluster)
 
     pulumi.export("url", airflow.url)
     pulumi.export("namespace", namespace.name)

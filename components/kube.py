@@ -79,6 +79,10 @@ ROLES = (
     "pg-from-cluster",
     "pg-from-operator",
     "task-egress",
+    "pg-metrics",
+    "pool-metrics",
+    "statsd-exporter",
+    "alerts",
 )
 CRONJOB_ROLES = ("cleanup",)
 # CloudNativePG derives Services, Secrets and pods from the Cluster name (`<instance>-pg`); the longest

@@ -7,7 +7,10 @@
     <instance>-pg-from-pool              PgBouncer → PostgreSQL:5432
     <instance>-pg-from-cluster           the cluster's own pods (replicas, join and backup jobs) → PostgreSQL:5432
     <instance>-pg-from-operator          CloudNativePG's operator → PostgreSQL:5432 and its status port 8000
-    <instance>-task-egress               task pods → DNS, the api-server, and `network.taskPodEgressCidrs`
+    <instance>-task-egress               task pods → DNS, the api-server, the StatsD exporter (if metrics are on),
+                                         and `network.taskPodEgressCidrs`
+    <instance>-pg-metrics                any namespace (Prometheus) → CloudNativePG's exporters on PostgreSQL:9187
+                                         and PgBouncer:9127 (if the Prometheus operator is on)
 
 Task pods run user code, so they are also the only pods whose egress is limited: by default they can reach
 anything outside the cluster except the cloud metadata service (which hands out the node's credentials).
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube
+from components import kube, metrics_catalog
 from components.config import NetworkSettings
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
@@ -41,6 +44,9 @@ class NetworkPoliciesArgs:
     # Unset in external database mode: there is no PgBouncer or PostgreSQL in the namespace.
     postgres_cluster: str | None = None
     pooler: str | None = None
+    # The exporter's own policy (components/metrics.py) admits StatsD; task pods must also be let out to it.
+    metrics_exporter: bool = False
+    prometheus_scrapes_database: bool = False
 
 
 def _port(number: int, protocol: str = "TCP") -> k8s.networking.v1.NetworkPolicyPortArgs:
@@ -135,6 +141,11 @@ class NetworkPolicies(pulumi.ComponentResource):
         self._allow("pg-from-cluster", instances, [cluster], postgres)
         operator = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=_namespace(args.settings.cnpg_operator_namespace))
         self._allow("pg-from-operator", instances, [operator], [*postgres, _port(kube.CNPG_STATUS_PORT)])
+        if args.prometheus_scrapes_database:
+            anywhere = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs())
+            self._allow("pg-metrics", self._cnpg(**{kube.CNPG_CLUSTER_LABEL: args.postgres_cluster}), [anywhere],
+                        [_port(metrics_catalog.POSTGRES_EXPORTER_PORT)])
+            self._allow("pool-metrics", pooler, [anywhere], [_port(metrics_catalog.PGBOUNCER_EXPORTER_PORT)])
 
     def _task_egress(self) -> None:
         settings = self._args.settings
@@ -156,6 +167,12 @@ class NetworkPolicies(pulumi.ComponentResource):
             for cidr in settings.task_pod_egress_cidrs
         ]
         rules = [dns, api] + ([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=outside)] if outside else [])
+        if self._args.metrics_exporter:
+            # An ipBlock does not reliably cover pod addresses, so the in-namespace exporter gets its own rule.
+            rules.append(k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                to=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=self._component(metrics_catalog.COMPONENT))],
+                ports=[_port(metrics_catalog.STATSD_PORT, "UDP")],
+            ))
         self._policy(
             "task-egress",
             k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=self._component(TASK), policy_types=["Egress"], egress=rules),

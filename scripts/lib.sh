@@ -57,3 +57,22 @@ ensure_actionlint() {
   bin=$("$repo/scripts/install-actionlint" | tail -n 1) || return 1
   export ACTIONLINT=$bin
 }
+
+# statsd_exporter for the real-Airflow metrics test, compiled once from its Go module (toolchain/statsd_exporter)
+# into the cache and reused; exported as STATSD_EXPORTER for tests/test_metrics_real.py.
+ensure_statsd_exporter() {
+  local bin
+  bin=$("$repo/scripts/install-statsd-exporter" | tail -n 1) || return 1
+  export STATSD_EXPORTER=$bin
+}
+
+# promtool checks and unit-tests the alert rules (tests/test_alert_rules.py): Debian's `prometheus` package.
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing promtool (Debian package prometheus)" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "==> no promtool and no root to install it (Debian package prometheus): the alert rule tests will fail" >&2
+  fi
+}

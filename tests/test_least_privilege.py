@@ -6,6 +6,8 @@ control plane plus the tasks it promises."""
 import json
 
 import pytest
+
+from components import kube
 import yaml
 
 from components import capacity, images, kube
@@ -124,8 +126,19 @@ def policies(run):
 def test_ingress_is_denied_by_default_and_each_allowed_path_is_one_named_policy():
     found = policies(stack("prod"))
     assert set(found) == {"deny-ingress", "api-from-tasks", "api-from-ingress", "pool-from-airflow",
-                          "pg-from-pool", "pg-from-cluster", "pg-from-operator", "task-egress"}
+                          "pg-from-pool", "pg-from-cluster", "pg-from-operator", "task-egress", "statsd-exporter"}
     assert found["deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+def test_task_pods_may_send_statsd_to_the_exporter_and_prometheus_may_scrape_the_database_exporters():
+    egress = policies(stack("prod"))["task-egress"]["egress"]
+    statsd = [rule for rule in egress if rule.get("ports") == [{"port": 9125, "protocol": "UDP"}]]
+    # The same selector the exporter's Deployment selects its pods by.
+    assert statsd and statsd[0]["to"] == [{"podSelector": {"matchLabels": kube.selector_labels("prod", "statsd-exporter")}}]
+    scraped = policies(stack("prod", {"metrics": {"prometheusOperator": True}}))
+    assert scraped["pg-metrics"]["ingress"][0]["ports"] == [{"port": 9187, "protocol": "TCP"}]
+    assert scraped["pool-metrics"]["ingress"][0]["ports"] == [{"port": 9127, "protocol": "TCP"}]
+    assert "pg-metrics" not in policies(stack("prod"))
 
 
 def test_only_airflow_components_reach_pgbouncer_and_only_pgbouncer_and_the_operator_reach_postgres():
@@ -150,7 +163,7 @@ def test_task_pods_reach_the_execution_api_dns_and_allowed_egress_but_not_the_me
     assert found["api-from-tasks"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "task"
     egress = found["task-egress"]
     assert egress["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "task"
-    dns, api, outside = egress["egress"]
+    dns, api, outside, statsd = egress["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert api["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api-server"
     assert outside["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]
