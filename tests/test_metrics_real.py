@@ -155,7 +155,8 @@ def airflow_running(airflow_python, statsd_client, postgres, rendered, exporter,
     (dags / "broken.py").write_text("from airflow.sdk import DAG\nraise RuntimeError('this DAG file does not import')\n")
 
     config = rendered.one("ConfigMap", "-config").inputs["data"]
-    secret = rendered.one("Secret", "-secrets").inputs["stringData"]
+    # The scheduler's view: the shared secrets plus the JWT secret it signs task tokens with.
+    secret = {key: value for name in ("-secrets", "-jwt") for key, value in rendered.one("Secret", name).inputs["stringData"].items()}
     metrics_env = {k: v for k, v in config.items() if k.startswith("AIRFLOW__METRICS__")}
     assert metrics_env["AIRFLOW__METRICS__STATSD_HOST"] == "dev-statsd-exporter.airflow-dev.svc"
     url = urlsplit(secret["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
