@@ -43,6 +43,11 @@ S3_CA_DIR = f"{kube.AIRFLOW_HOME}/s3-ca"
 DAGS_DIR = f"{kube.AIRFLOW_HOME}/dags"
 GIT_SECRET_DIR = "/etc/git-secret"
 SECRETS_BACKEND = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+# Who holds the instance's ticket (never its keytab). The triggerer runs deferrable operators' triggers against
+# the same Kerberized services as the tasks that deferred to it. The dag-processor does not: DAG files' top-level
+# code runs on every parse, so a call to a Kerberized service there would turn its outage into import errors
+# (DAGs vanishing) and hit the KDC and the service every parse interval; without a ticket it fails at once.
+TICKET_HOLDERS = (SCHEDULER, API_SERVER, TRIGGERER, TASK)
 
 
 @dataclass
@@ -333,14 +338,14 @@ class AirflowControlPlane(pulumi.ComponentResource):
             )
             mounts.append(k8s.core.v1.VolumeMountArgs(name="s3-ca", mount_path=S3_CA_DIR, read_only=True))
         kerberos = self._args.kerberos
-        if kerberos is not None and component in (SCHEDULER, API_SERVER, TASK):
+        if kerberos is not None and component in TICKET_HOLDERS:
             volumes += kerberos.volumes
             mounts += kerberos.volume_mounts
         return volumes, mounts
 
     def _env(self, component: str) -> list[k8s.core.v1.EnvVarArgs]:
         kerberos = self._args.kerberos
-        if kerberos is not None and component in (SCHEDULER, API_SERVER, TASK):
+        if kerberos is not None and component in TICKET_HOLDERS:
             return list(kerberos.env)
         return []
 

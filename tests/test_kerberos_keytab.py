@@ -92,3 +92,20 @@ def test_consumers_get_volumes_mounts_and_env_for_the_ticket():
 def test_up_does_not_wait_for_the_ticket_cache_to_bind_before_its_consumer_exists():
     claim = kerberos_run().one("PersistentVolumeClaim")
     assert claim.metadata["annotations"] == {"pulumi.com/skipAwait": "true"}
+
+
+def test_ticket_reaches_scheduler_api_server_triggerer_and_task_pods_but_not_the_dag_processor():
+    import yaml
+
+    run = kerberos_run()
+    holders = {name for name, spec in pod_specs(run) if any(v["name"] == "krb5-ccache" for v in spec["volumes"])}
+    # The renewer writes the cache; deferrable operators' triggers need the ticket as much as tasks do.
+    assert holders == {"dev-kerberos", "dev-scheduler", "dev-api-server", "dev-triggerer"}
+    for name, spec in pod_specs(run):
+        if name in ("dev-scheduler", "dev-api-server", "dev-triggerer"):
+            main = spec["containers"][0]
+            assert {"name": "KRB5CCNAME", "value": "FILE:/var/run/airflow-krb5/krb5cc"} in main["env"]
+            assert {m["mountPath"] for m in main["volumeMounts"]} >= {"/var/run/airflow-krb5", "/etc/airflow-krb5"}
+    template = yaml.safe_load(run.one("ConfigMap", "-pod-template").inputs["data"]["pod_template.yaml"])
+    assert {v["name"] for v in template["spec"]["volumes"]} >= {"krb5-ccache", "krb5-conf"}
+    assert not [v for v in template["spec"]["volumes"] if "keytab" in v["name"]]
