@@ -23,6 +23,7 @@ KRB5_CONFIG_DIR = "/etc/airflow-krb5"
 KRB5_CONFIG_PATH = f"{KRB5_CONFIG_DIR}/krb5.conf"
 CCACHE_DIR = "/var/run/airflow-krb5"
 CCACHE_PATH = f"{CCACHE_DIR}/krb5cc"
+RENEWER_DB = "/tmp/airflow-kerberos.db"
 
 
 def krb5_conf(settings: KerberosSettings) -> str:
@@ -156,6 +157,12 @@ class KerberosKeytab(pulumi.ComponentResource):
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__INCLUDE_IP", value="False"),
             # The renewer needs no database; skip the image entrypoint's wait for one.
             k8s.core.v1.EnvVarArgs(name="CONNECTION_CHECK_MAX_COUNT", value="0"),
+            # Yet `airflow kerberos` is a CLI command like any other: first it checks the database's migrations
+            # (and exits "Database migration required" without one) and syncs log templates into it. Skip the
+            # check, and give the sync a throwaway SQLite file on the writable /tmp: $AIRFLOW_HOME is on the
+            # read-only root. Found by tests/test_kerberos_kdc.py against the real Airflow.
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__CHECK_MIGRATIONS", value="False"),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", value=f"sqlite:///{RENEWER_DB}"),
         ]
         selector = kube.selector_labels(args.instance, COMPONENT)
         container = k8s.core.v1.ContainerArgs(

@@ -60,6 +60,9 @@ def test_renewer_runs_airflow_kerberos_into_the_shared_cache_and_is_probed_on_ti
     assert env["KRB5CCNAME"] == "FILE:/var/run/airflow-krb5/krb5cc"
     assert env["AIRFLOW__KERBEROS__CCACHE"] == "/var/run/airflow-krb5/krb5cc"
     assert env["KRB5_CONFIG"] == "/etc/airflow-krb5/krb5.conf"
+    # No database: the CLI's migration check is off and its log-template sync goes to a file on the writable /tmp.
+    assert env["AIRFLOW__DATABASE__CHECK_MIGRATIONS"] == "False"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "sqlite:////tmp/airflow-kerberos.db"
     assert container["livenessProbe"]["exec"]["command"] == ["klist", "-s", "-c", "/var/run/airflow-krb5/krb5cc"]
     assert renewer["replicas"] == 1 and renewer["strategy"]["type"] == "Recreate"
     assert renewer["template"]["spec"]["serviceAccountName"] == "dev-kerberos"
