@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -41,6 +41,8 @@ SIMPLE_AUTH_DIR = f"{kube.AIRFLOW_HOME}/simple-auth"
 SIMPLE_AUTH_PASSWORDS = "simple_auth_manager_passwords.json"
 S3_CA_DIR = f"{kube.AIRFLOW_HOME}/s3-ca"
 DAGS_DIR = f"{kube.AIRFLOW_HOME}/dags"
+# Airflow's default [core] plugins_folder; only the api-server mounts anything there.
+PLUGINS_DIR = f"{kube.AIRFLOW_HOME}/plugins"
 GIT_SECRET_DIR = "/etc/git-secret"
 SECRETS_BACKEND = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
 # Who holds the instance's ticket (never its keytab). The triggerer runs deferrable operators' triggers against
@@ -59,6 +61,12 @@ class KerberosMounts:
     env: list[k8s.core.v1.EnvVarArgs]
     principal: str
     ccache_path: str
+    # Kerberos on the REST API (kerberos.apiAuth): the HTTP service keytab, for the api-server only.
+    api_volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
+    api_volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+    api_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    # (Secret, its data): the api-server's config checksum covers the keytab too.
+    api_keytab: tuple | None = None
 
 
 @dataclass
@@ -115,6 +123,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
         self.secret = self._airflow_secret()
         self.connections = self._connections_secret()
         self.auth_secret = self._auth_secret()
+        self.kerberos_api = self._kerberos_api()
         self.git_secret = self._git_secret()
         self.s3_ca = self._s3_ca_config_map()
         self.pod_template = self._pod_template_config_map()
@@ -291,6 +300,18 @@ class AirflowControlPlane(pulumi.ComponentResource):
             data,
         )
 
+    def _kerberos_api(self) -> tuple | None:
+        """The api-server's SPNEGO plugin (components/airflow_plugins/kerberos_api.py) and HTTP keytab."""
+        kerberos = self._args.kerberos
+        if kerberos is None or kerberos.api_keytab is None:
+            return None
+        data = {"kerberos_api.py": airflow_auth.kerberos_api_plugin()}
+        plugin = self._kept(
+            k8s.core.v1.ConfigMap(f"{self._name}-api-plugins", metadata=self._meta("api-plugins"), data=data, opts=self._opts()),
+            data,
+        )
+        return plugin, self._kept(*kerberos.api_keytab)
+
     def _git_secret(self) -> k8s.core.v1.Secret | None:
         s = self._settings
         if not s.git_sync.enabled or (s.git_sync_ssh_key is None and s.git_sync_token is None):
@@ -346,7 +367,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
     def _env(self, component: str) -> list[k8s.core.v1.EnvVarArgs]:
         kerberos = self._args.kerberos
         if kerberos is not None and component in TICKET_HOLDERS:
-            return list(kerberos.env)
+            return list(kerberos.env) + (list(kerberos.api_env) if component == API_SERVER and self.kerberos_api else [])
         return []
 
     def _env_from(self, with_secrets: bool) -> list[k8s.core.v1.EnvFromSourceArgs]:
@@ -463,6 +484,19 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
         auth_mount = k8s.core.v1.VolumeMountArgs(name="webserver-config", mount_path=WEBSERVER_DIR, read_only=True)
         api_volumes, api_mounts, api_init = [auth_volume], [auth_mount], []
+        if self.kerberos_api is not None:
+            api_volumes += [
+                k8s.core.v1.VolumeArgs(name="api-plugins", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=s.name("api-plugins"))),
+                *self._args.kerberos.api_volumes,
+            ]
+            # One file by subPath: a whole ConfigMap volume brings its ..data links, and the plugin loader
+            # would find the module under each of them.
+            api_mounts += [
+                k8s.core.v1.VolumeMountArgs(
+                    name="api-plugins", mount_path=f"{PLUGINS_DIR}/kerberos_api.py", sub_path="kerberos_api.py", read_only=True
+                ),
+                *self._args.kerberos.api_volume_mounts,
+            ]
         if not airflow_auth.uses_fab(s.auth):
             simple_auth_mount = k8s.core.v1.VolumeMountArgs(name="simple-auth", mount_path=SIMPLE_AUTH_DIR)
             api_volumes.append(
@@ -507,7 +541,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=port)],
                 extra_volumes=tuple(api_volumes),
                 extra_mounts=tuple(api_mounts),
-                reads=(self.auth_secret,),
+                reads=(self.auth_secret, *(self.kerberos_api or ())),
                 init_containers=tuple(api_init),
             ),
             _Part(

@@ -251,9 +251,16 @@ class KerberosSettings(_Model):
     ccache_storage_class: str | None = Field(None, description="a ReadWriteMany class, e.g. cephfs")
     ccache_size: MemoryQuantity = "10Mi"
     renewer_resources: Resources = Field(default_factory=lambda: resources("50m", "128Mi", "200m", "256Mi"))
+    api_auth: bool = Field(
+        False,
+        description="accept Kerberos (SPNEGO) on the REST API beside people's login; needs kerberosApiKeytab "
+        "and auth mode oidc or ldap",
+    )
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> KerberosSettings:
+        if self.api_auth and not self.enabled:
+            raise ValueError("apiAuth needs enabled Kerberos (realm and KDCs)")
         if self.enabled:
             missing = [name for name in ("principal", "realm") if not getattr(self, name)]
             if not self.kdcs:
@@ -443,6 +450,9 @@ class Settings(_Model):
 
     kerberos: KerberosSettings = Field(default_factory=KerberosSettings)
     kerberos_keytab: Base64Secret | None = _secret("the instance's keytab, base64")
+    kerberos_api_keytab: Base64Secret | None = _secret(
+        "the api-server's HTTP/<host> service keytab, base64 (kerberos.apiAuth)"
+    )
 
     git_sync: GitSyncSettings = Field(default_factory=GitSyncSettings)
     git_sync_ssh_key: SecretStr | None = _secret("private SSH key for the DAG repository")
@@ -512,6 +522,13 @@ class Settings(_Model):
                 problems.append(("postgresExternalUri", "[secret] must start with postgresql://"))
         if self.kerberos.enabled and self.kerberos_keytab is None:
             problems.append(("kerberosKeytab", "Kerberos is enabled but no keytab is set (use --secret)"))
+        if self.kerberos.api_auth and self.kerberos_api_keytab is None:
+            problems.append(("kerberosApiKeytab", "kerberos.apiAuth is on but no HTTP service keytab is set (use --secret)"))
+        if self.kerberos.api_auth and self.auth.mode == "simple":
+            problems.append(
+                ("kerberos.apiAuth", "needs auth.mode oidc or ldap: Kerberos principals map onto FAB users, and "
+                 "SimpleAuthManager has no user store")
+            )
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             problems.append(("s3SecretAccessKey", "set both s3AccessKeyId and s3SecretAccessKey, or neither"))
         if self.git_sync_ssh_key is not None and self.git_sync_token is not None:

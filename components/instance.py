@@ -119,6 +119,7 @@ def airflow_instance() -> None:
                 image_pull_policy=settings.image_pull_policy,
                 service_account_name=rbac.service_account_names[KERBEROS],
                 placement=settings.placement,
+                api_keytab_base64=secret_output(settings.kerberos_api_keytab),
             ),
             opts=on_cluster,
         )
@@ -128,6 +129,10 @@ def airflow_instance() -> None:
             env=kerberos.env,
             principal=settings.kerberos.principal,
             ccache_path=CCACHE_PATH,
+            api_volumes=kerberos.api_volumes,
+            api_volume_mounts=kerberos.api_volume_mounts,
+            api_env=kerberos.api_env,
+            api_keytab=(kerberos.api_keytab_secret, kerberos.api_keytab_data) if kerberos.api_keytab_secret else None,
         )
 
     airflow = AirflowControlPlane(

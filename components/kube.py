@@ -37,6 +37,8 @@ ROLES = (
     "migrate",
     "kerberos",
     "keytab",
+    "api-keytab",
+    "api-plugins",
     "krb5-conf",
     "krb5-ccache",
     "config",
