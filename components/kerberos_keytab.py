@@ -163,8 +163,13 @@ class KerberosKeytab(pulumi.ComponentResource):
             )
         ]
         self.api_volume_mounts = [k8s.core.v1.VolumeMountArgs(name="api-keytab", mount_path=API_KEYTAB_DIR, read_only=True)]
-        # The acceptor keytab of GSSAPI; the instance's own keytab is not here, and never was.
-        self.api_env = [k8s.core.v1.EnvVarArgs(name="KRB5_KTNAME", value=f"FILE:{API_KEYTAB_PATH}")]
+        # The acceptor keytab of GSSAPI; the instance's own keytab is not here, and never was. With `[core]
+        # security = kerberos` the `airflow` command overwrites KRB5_KTNAME with `[kerberos] keytab` before it
+        # starts the server (airflow/__main__.py), so that setting must name the HTTP keytab too.
+        self.api_env = [
+            k8s.core.v1.EnvVarArgs(name="KRB5_KTNAME", value=f"FILE:{API_KEYTAB_PATH}"),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__KEYTAB", value=API_KEYTAB_PATH),
+        ]
 
     def _meta(self, role: str) -> k8s.meta.v1.ObjectMetaArgs:
         return kube.object_meta(

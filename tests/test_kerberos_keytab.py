@@ -135,13 +135,15 @@ def test_api_auth_mounts_the_http_keytab_and_the_spnego_plugin_into_the_api_serv
         if name == "dev-api-server":
             assert {"api-keytab", "api-plugins"} <= volumes
             assert env["KRB5_KTNAME"] == "FILE:/etc/airflow-api-keytab/http.keytab"
+            # `airflow` copies [kerberos] keytab into KRB5_KTNAME when it starts.
+            assert env["AIRFLOW__KERBEROS__KEYTAB"] == "/etc/airflow-api-keytab/http.keytab"
             mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
             assert mounts["api-plugins"]["mountPath"] == "/opt/airflow/plugins/kerberos_api.py"
             assert mounts["api-plugins"]["subPath"] == "kerberos_api.py"
             assert mounts["api-keytab"]["readOnly"] is True
         else:
             assert not volumes & {"api-keytab", "api-plugins"}, name
-            assert "KRB5_KTNAME" not in env, name
+            assert "KRB5_KTNAME" not in env and "api-keytab" not in str(env), name
 
 
 def test_a_new_http_keytab_rolls_the_api_server_alone():
