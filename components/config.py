@@ -20,11 +20,13 @@ import binascii
 import difflib
 import json
 import re
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -175,12 +177,35 @@ class PostgresBackups(_Model):
     # CloudNativePG's cron format has a seconds field.
     schedule: str = "0 0 2 * * *"
     prefix: str = "postgres"
+    server_name: str | None = Field(
+        None, description="name this cluster archives under; default `<instance>-pg`. A restored instance needs a new one"
+    )
 
     @field_validator("schedule")
     @classmethod
     def _six_fields(cls, value: str) -> str:
         if len(value.split()) != 6:
             raise ValueError(f"'{value}' must be a 6-field cron expression with seconds first, e.g. '0 0 2 * * *'")
+        return value
+
+
+class PostgresRestore(_Model):
+    """Bootstrap the CloudNativePG cluster from backups instead of an empty database. It acts only when the
+    Cluster is created: rebuilding this instance after loss, or cloning another (prod) into a branch stack."""
+
+    source: DnsLabel = Field(description="stack whose backups to restore: this one after loss, or another (prod)")
+    target_time: AwareDatetime | None = Field(
+        None, description="point in time to recover to, RFC 3339 with a zone; unset: the latest state archived"
+    )
+    server_name: str | None = Field(None, description="the source's archive name; default `<source>-pg`")
+    bucket: str | None = Field(None, description="the source's bucket; default: read from Pulumi.<source>.yaml")
+    prefix: str | None = Field(None, description="the source's backup prefix; default as for the bucket")
+
+    @field_validator("target_time")
+    @classmethod
+    def _not_in_the_future(cls, value):
+        if value is not None and value > datetime.now(timezone.utc):
+            raise ValueError(f"{value.isoformat()} is in the future: no backup can reach it")
         return value
 
 
@@ -196,6 +221,7 @@ class PostgresSettings(_Model):
     pooler_default_pool_size: int = Field(25, ge=1)
     parameters: dict[str, str] = Field(default_factory=lambda: {"max_connections": "200"})
     backups: PostgresBackups = Field(default_factory=PostgresBackups)
+    restore: PostgresRestore | None = None
 
 
 class S3Settings(_Model):
@@ -520,6 +546,10 @@ class Settings(_Model):
             uri = self.postgres_external_uri.get_secret_value()
             if not re.match(r"^postgres(ql)?(\+[a-z0-9]+)?://", uri):
                 problems.append(("postgresExternalUri", "[secret] must start with postgresql://"))
+        if self.postgres.restore is not None:
+            from components.restore_source import restore_problems
+
+            problems += [("postgres.restore", problem) for problem in restore_problems(self)]
         if self.kerberos.enabled and self.kerberos_keytab is None:
             problems.append(("kerberosKeytab", "Kerberos is enabled but no keytab is set (use --secret)"))
         if self.kerberos.api_auth and self.kerberos_api_keytab is None:

@@ -13,6 +13,7 @@ Automation API inline program (`engine.py`), so both paths run exactly this code
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import restore_source
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs, KerberosMounts
 from components.config import load_settings, secret_output
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
@@ -102,6 +103,7 @@ def airflow_instance() -> None:
                 access_key_id=s3_access_key_id,
                 secret_access_key=s3_secret_access_key,
             ),
+            restore=restore_source.resolve(settings)[0] if settings.postgres.restore else None,
         ),
         opts=stateful,
     )

@@ -51,6 +51,7 @@ ROLES = (
     "pg",
     "db-credentials",
     "pg-s3",
+    "pg-restore",
     "pg-backups",
     "pg-daily",
     "pgbouncer",
