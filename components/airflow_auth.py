@@ -7,6 +7,8 @@ group maps gets `auth.defaultRole`, or `Public`, which in the FAB auth manager g
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from components.config import AuthSettings
 
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
@@ -107,3 +109,8 @@ def webserver_config(auth: AuthSettings, secrets_dir: str) -> str:
         if auth.ldap_bind_dn:
             text += _LDAP_BIND.format(bind_dn=auth.ldap_bind_dn, bind_password_path=f"{secrets_dir}/ldap-bind-password")
     return text
+
+
+def kerberos_api_plugin() -> str:
+    """The source of the api-server's SPNEGO plugin, shipped in a ConfigMap (see the module's docstring)."""
+    return (Path(__file__).parent / "airflow_plugins" / "kerberos_api.py").read_text()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -48,8 +48,15 @@ SIMPLE_AUTH_DIR = f"{kube.AIRFLOW_HOME}/simple-auth"
 SIMPLE_AUTH_PASSWORDS = "simple_auth_manager_passwords.json"
 S3_CA_DIR = f"{kube.AIRFLOW_HOME}/s3-ca"
 DAGS_DIR = f"{kube.AIRFLOW_HOME}/dags"
+# Airflow's default [core] plugins_folder; only the api-server mounts anything there.
+PLUGINS_DIR = f"{kube.AIRFLOW_HOME}/plugins"
 SECRETS_BACKEND = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
 DATABASE_URL_KEY = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+# Who holds the instance's ticket (never its keytab). The triggerer runs deferrable operators' triggers against
+# the same Kerberized services as the tasks that deferred to it. The dag-processor does not: DAG files' top-level
+# code runs on every parse, so a call to a Kerberized service there would turn its outage into import errors
+# (DAGs vanishing) and hit the KDC and the service every parse interval; without a ticket it fails at once.
+TICKET_HOLDERS = (SCHEDULER, API_SERVER, TRIGGERER, TASK)
 
 
 @dataclass
@@ -61,6 +68,12 @@ class KerberosMounts:
     env: list[k8s.core.v1.EnvVarArgs]
     principal: str
     ccache_path: str
+    # Kerberos on the REST API (kerberos.apiAuth): the HTTP service keytab, for the api-server only.
+    api_volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
+    api_volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+    api_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    # (Secret, its data): the api-server's config checksum covers the keytab too.
+    api_keytab: tuple | None = None
 
 
 @dataclass
@@ -119,6 +132,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
         self.api_key = self._one_key_secret("api-key", "AIRFLOW__API__SECRET_KEY", self.api_secret_key)
         self.connections = self._connections_secret()
         self.auth_secret = self._auth_secret()
+        self.kerberos_api = self._kerberos_api()
         self.git_secret = self._git_secret()
         self.s3_ca = self._s3_ca_config_map()
         self.pod_template = self._pod_template_config_map()
@@ -302,6 +316,18 @@ class AirflowControlPlane(pulumi.ComponentResource):
             data,
         )
 
+    def _kerberos_api(self) -> tuple | None:
+        """The api-server's SPNEGO plugin (components/airflow_plugins/kerberos_api.py) and HTTP keytab."""
+        kerberos = self._args.kerberos
+        if kerberos is None or kerberos.api_keytab is None:
+            return None
+        data = {"kerberos_api.py": airflow_auth.kerberos_api_plugin()}
+        plugin = self._kept(
+            k8s.core.v1.ConfigMap(f"{self._name}-api-plugins", metadata=self._meta("api-plugins"), data=data, opts=self._opts()),
+            data,
+        )
+        return plugin, self._kept(*kerberos.api_keytab)
+
     def _git_secret(self) -> k8s.core.v1.Secret | None:
         data = git_sync.secret_data(self._settings)
         if data is None:
@@ -341,15 +367,15 @@ class AirflowControlPlane(pulumi.ComponentResource):
             )
             mounts.append(k8s.core.v1.VolumeMountArgs(name="s3-ca", mount_path=S3_CA_DIR, read_only=True))
         kerberos = self._args.kerberos
-        if kerberos is not None and component in (SCHEDULER, API_SERVER, TASK):
+        if kerberos is not None and component in TICKET_HOLDERS:
             volumes += kerberos.volumes
             mounts += kerberos.volume_mounts
         return volumes, mounts
 
     def _env(self, component: str) -> list[k8s.core.v1.EnvVarArgs]:
         kerberos = self._args.kerberos
-        if kerberos is not None and component in (SCHEDULER, API_SERVER, TASK):
-            return list(kerberos.env)
+        if kerberos is not None and component in TICKET_HOLDERS:
+            return list(kerberos.env) + (list(kerberos.api_env) if component == API_SERVER and self.kerberos_api else [])
         return []
 
     # Which of the instance's Secrets each component reads whole; see the module's docstring for why.
@@ -461,6 +487,19 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
         auth_mount = k8s.core.v1.VolumeMountArgs(name="webserver-config", mount_path=WEBSERVER_DIR, read_only=True)
         api_volumes, api_mounts, api_init = [auth_volume], [auth_mount], []
+        if self.kerberos_api is not None:
+            api_volumes += [
+                k8s.core.v1.VolumeArgs(name="api-plugins", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=s.name("api-plugins"))),
+                *self._args.kerberos.api_volumes,
+            ]
+            # One file by subPath: a whole ConfigMap volume brings its ..data links, and the plugin loader
+            # would find the module under each of them.
+            api_mounts += [
+                k8s.core.v1.VolumeMountArgs(
+                    name="api-plugins", mount_path=f"{PLUGINS_DIR}/kerberos_api.py", sub_path="kerberos_api.py", read_only=True
+                ),
+                *self._args.kerberos.api_volume_mounts,
+            ]
         if not airflow_auth.uses_fab(s.auth):
             simple_auth_mount = k8s.core.v1.VolumeMountArgs(name="simple-auth", mount_path=SIMPLE_AUTH_DIR)
             api_volumes.append(
@@ -503,7 +542,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=port)],
                 extra_volumes=tuple(api_volumes),
                 extra_mounts=tuple(api_mounts),
-                reads=(self.auth_secret,),
+                reads=(self.auth_secret, *(self.kerberos_api or ())),
                 init_containers=tuple(api_init),
             ),
             _Part(

@@ -20,11 +20,13 @@ import binascii
 import difflib
 import json
 import re
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -184,12 +186,35 @@ class PostgresBackups(_Model):
     # CloudNativePG's cron format has a seconds field.
     schedule: str = "0 0 2 * * *"
     prefix: str = "postgres"
+    server_name: str | None = Field(
+        None, description="name this cluster archives under; default `<instance>-pg`. A restored instance needs a new one"
+    )
 
     @field_validator("schedule")
     @classmethod
     def _six_fields(cls, value: str) -> str:
         if len(value.split()) != 6:
             raise ValueError(f"'{value}' must be a 6-field cron expression with seconds first, e.g. '0 0 2 * * *'")
+        return value
+
+
+class PostgresRestore(_Model):
+    """Bootstrap the CloudNativePG cluster from backups instead of an empty database. It acts only when the
+    Cluster is created: rebuilding this instance after loss, or cloning another (prod) into a branch stack."""
+
+    source: DnsLabel = Field(description="stack whose backups to restore: this one after loss, or another (prod)")
+    target_time: AwareDatetime | None = Field(
+        None, description="point in time to recover to, RFC 3339 with a zone; unset: the latest state archived"
+    )
+    server_name: str | None = Field(None, description="the source's archive name; default `<source>-pg`")
+    bucket: str | None = Field(None, description="the source's bucket; default: read from Pulumi.<source>.yaml")
+    prefix: str | None = Field(None, description="the source's backup prefix; default as for the bucket")
+
+    @field_validator("target_time")
+    @classmethod
+    def _not_in_the_future(cls, value):
+        if value is not None and value > datetime.now(timezone.utc):
+            raise ValueError(f"{value.isoformat()} is in the future: no backup can reach it")
         return value
 
 
@@ -207,6 +232,7 @@ class PostgresSettings(_Model):
     pooler_default_pool_size: int = Field(25, ge=1)
     parameters: dict[str, str] = Field(default_factory=lambda: {"max_connections": "200"})
     backups: PostgresBackups = Field(default_factory=PostgresBackups)
+    restore: PostgresRestore | None = None
 
     @property
     def image_name(self) -> str:
@@ -272,9 +298,16 @@ class KerberosSettings(_Model):
     ccache_storage_class: str | None = Field(None, description="a ReadWriteMany class, e.g. cephfs")
     ccache_size: MemoryQuantity = "10Mi"
     renewer_resources: Resources = Field(default_factory=lambda: resources("50m", "128Mi", "200m", "256Mi"))
+    api_auth: bool = Field(
+        False,
+        description="accept Kerberos (SPNEGO) on the REST API beside people's login; needs kerberosApiKeytab "
+        "and auth mode oidc or ldap",
+    )
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> KerberosSettings:
+        if self.api_auth and not self.enabled:
+            raise ValueError("apiAuth needs enabled Kerberos (realm and KDCs)")
         if self.enabled:
             missing = [name for name in ("principal", "realm") if not getattr(self, name)]
             if not self.kdcs:
@@ -529,6 +562,9 @@ class Settings(_Model):
 
     kerberos: KerberosSettings = Field(default_factory=KerberosSettings)
     kerberos_keytab: Base64Secret | None = _secret("the instance's keytab, base64")
+    kerberos_api_keytab: Base64Secret | None = _secret(
+        "the api-server's HTTP/<host> service keytab, base64 (kerberos.apiAuth)"
+    )
 
     git_sync: GitSyncSettings = Field(default_factory=GitSyncSettings)
     git_sync_ssh_key: SecretStr | None = _secret("private SSH key for the DAG repository")
@@ -619,8 +655,19 @@ class Settings(_Model):
             uri = self.postgres_external_uri.get_secret_value()
             if not re.match(r"^postgres(ql)?(\+[a-z0-9]+)?://", uri):
                 problems.append(("postgresExternalUri", "[secret] must start with postgresql://"))
+        if self.postgres.restore is not None:
+            from components.restore_source import restore_problems
+
+            problems += [("postgres.restore", problem) for problem in restore_problems(self)]
         if self.kerberos.enabled and self.kerberos_keytab is None:
             problems.append(("kerberosKeytab", "Kerberos is enabled but no keytab is set (use --secret)"))
+        if self.kerberos.api_auth and self.kerberos_api_keytab is None:
+            problems.append(("kerberosApiKeytab", "kerberos.apiAuth is on but no HTTP service keytab is set (use --secret)"))
+        if self.kerberos.api_auth and self.auth.mode == "simple":
+            problems.append(
+                ("kerberos.apiAuth", "needs auth.mode oidc or ldap: Kerberos principals map onto FAB users, and "
+                 "SimpleAuthManager has no user store")
+            )
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             problems.append(("s3SecretAccessKey", "set both s3AccessKeyId and s3SecretAccessKey, or neither"))
         if self.git_sync_ssh_key is not None and self.git_sync_token is not None:

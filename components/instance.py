@@ -18,7 +18,7 @@ PostgreSQL's backups. None falls back to another.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import capacity
+from components import capacity, restore_source
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs, KerberosMounts
 from components.config import load_settings, secret_output
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
@@ -116,6 +116,7 @@ def airflow_instance() -> None:
                 access_key_id=secret_output(settings.s3_backup_access_key_id),
                 secret_access_key=secret_output(settings.s3_backup_secret_access_key),
             ),
+            restore=restore_source.resolve(settings)[0] if settings.postgres.restore else None,
         ),
         opts=stateful,
     )
@@ -133,6 +134,7 @@ def airflow_instance() -> None:
                 image_pull_policy=settings.image_pull_policy,
                 service_account_name=rbac.service_account_names[KERBEROS],
                 placement=settings.placement,
+                api_keytab_base64=secret_output(settings.kerberos_api_keytab),
             ),
             opts=on_cluster,
         )
@@ -142,6 +144,10 @@ def airflow_instance() -> None:
             env=kerberos.env,
             principal=settings.kerberos.principal,
             ccache_path=CCACHE_PATH,
+            api_volumes=kerberos.api_volumes,
+            api_volume_mounts=kerberos.api_volume_mounts,
+            api_env=kerberos.api_env,
+            api_keytab=(kerberos.api_keytab_secret, kerberos.api_keytab_data) if kerberos.api_keytab_secret else None,
         )
 
     airflow = AirflowControlPlane(

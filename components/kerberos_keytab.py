@@ -23,6 +23,9 @@ KRB5_CONFIG_DIR = "/etc/airflow-krb5"
 KRB5_CONFIG_PATH = f"{KRB5_CONFIG_DIR}/krb5.conf"
 CCACHE_DIR = "/var/run/airflow-krb5"
 CCACHE_PATH = f"{CCACHE_DIR}/krb5cc"
+RENEWER_DB = "/tmp/airflow-kerberos.db"
+API_KEYTAB_DIR = "/etc/airflow-api-keytab"
+API_KEYTAB_PATH = f"{API_KEYTAB_DIR}/http.keytab"
 
 
 def krb5_conf(settings: KerberosSettings) -> str:
@@ -58,6 +61,8 @@ class KerberosKeytabArgs:
     service_account_name: pulumi.Input[str]
     image_pull_policy: str = "IfNotPresent"
     placement: PlacementSettings = field(default_factory=PlacementSettings)
+    # The api-server's HTTP/<host> service keytab, for Kerberos on the REST API (settings.api_auth).
+    api_keytab_base64: pulumi.Input[str] | None = None
 
 
 class KerberosKeytab(pulumi.ComponentResource):
@@ -124,6 +129,7 @@ class KerberosKeytab(pulumi.ComponentResource):
             k8s.core.v1.EnvVarArgs(name="KRB5_CONFIG", value=KRB5_CONFIG_PATH),
         ]
         self.renewer = self._renewer()
+        self._api_keytab()
         self.register_outputs(
             {
                 "keytab_secret": self.keytab_secret.metadata.name,
@@ -131,6 +137,39 @@ class KerberosKeytab(pulumi.ComponentResource):
                 "ticket_cache_claim": self.ticket_cache.metadata.name,
             }
         )
+
+    def _api_keytab(self) -> None:
+        """The HTTP service keytab, for the api-server alone: it proves the server to Kerberos clients, so no
+        other pod may hold it (one that did could pose as the API)."""
+        self.api_volumes: list[k8s.core.v1.VolumeArgs] = []
+        self.api_volume_mounts: list[k8s.core.v1.VolumeMountArgs] = []
+        self.api_env: list[k8s.core.v1.EnvVarArgs] = []
+        self.api_keytab_secret = self.api_keytab_data = None
+        if not (self._args.settings.api_auth and self._args.api_keytab_base64 is not None):
+            return
+        self.api_keytab_data = {"http.keytab": pulumi.Output.secret(self._args.api_keytab_base64)}
+        self.api_keytab_secret = k8s.core.v1.Secret(
+            f"{self._name}-api-keytab",
+            metadata=self._meta("api-keytab"),
+            data=self.api_keytab_data,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.api_volumes = [
+            k8s.core.v1.VolumeArgs(
+                name="api-keytab",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=kube.resource_name(self._args.instance, "api-keytab"), default_mode=0o440
+                ),
+            )
+        ]
+        self.api_volume_mounts = [k8s.core.v1.VolumeMountArgs(name="api-keytab", mount_path=API_KEYTAB_DIR, read_only=True)]
+        # The acceptor keytab of GSSAPI; the instance's own keytab is not here, and never was. With `[core]
+        # security = kerberos` the `airflow` command overwrites KRB5_KTNAME with `[kerberos] keytab` before it
+        # starts the server (airflow/__main__.py), so that setting must name the HTTP keytab too.
+        self.api_env = [
+            k8s.core.v1.EnvVarArgs(name="KRB5_KTNAME", value=f"FILE:{API_KEYTAB_PATH}"),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__KEYTAB", value=API_KEYTAB_PATH),
+        ]
 
     def _meta(self, role: str) -> k8s.meta.v1.ObjectMetaArgs:
         return kube.object_meta(
@@ -156,6 +195,12 @@ class KerberosKeytab(pulumi.ComponentResource):
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__INCLUDE_IP", value="False"),
             # The renewer needs no database; skip the image entrypoint's wait for one.
             k8s.core.v1.EnvVarArgs(name="CONNECTION_CHECK_MAX_COUNT", value="0"),
+            # Yet `airflow kerberos` is a CLI command like any other: first it checks the database's migrations
+            # (and exits "Database migration required" without one) and syncs log templates into it. Skip the
+            # check, and give the sync a throwaway SQLite file on the writable /tmp: $AIRFLOW_HOME is on the
+            # read-only root. Found by tests/test_kerberos_kdc.py against the real Airflow.
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__CHECK_MIGRATIONS", value="False"),
+            k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", value=f"sqlite:///{RENEWER_DB}"),
         ]
         selector = kube.selector_labels(args.instance, COMPONENT)
         container = k8s.core.v1.ContainerArgs(

@@ -25,10 +25,12 @@ import pulumi_random as random
 
 from components import images, kube
 from components.config import PlacementSettings, PostgresSettings
+from components.restore_source import RestoreSource
 
 DATABASE = "airflow"
 OWNER = "airflow"
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+RESTORE_SOURCE = "backup-source"
 COMPONENT = "database"
 
 
@@ -55,6 +57,8 @@ class PostgresClusterArgs:
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     external_uri: pulumi.Input[str] | None = None
     backup: BackupDestination | None = None
+    # Bootstrap from these backups instead of an empty database (components/restore_source.py).
+    restore: RestoreSource | None = None
 
 
 class PostgresCluster(pulumi.ComponentResource):
@@ -72,6 +76,7 @@ class PostgresCluster(pulumi.ComponentResource):
         # The names CloudNativePG labels its pods with (None in external mode: nothing runs here).
         self.cluster_name = self.pooler_name = None
         self.cluster = self.pooler = self.pooler_budget = self.object_store = self.scheduled_backup = None
+        self.restore_store = None
         if args.settings.mode == "external":
             self._use_external(args.external_uri)
         else:
@@ -148,12 +153,34 @@ class PostgresCluster(pulumi.ComponentResource):
             },
         }
         if settings.backups.enabled and args.backup is not None:
-            self.object_store = self._object_store(args.backup)
-            spec["plugins"] = [
+            self.object_store = self._object_store(
+                "pg-backups", args.backup.bucket, args.backup.prefix, args.backup.endpoint_url, f"{settings.backups.retention_days}d"
+            )
+            parameters = {"barmanObjectName": kube.resource_name(args.instance, "pg-backups")}
+            if settings.backups.server_name:
+                parameters["serverName"] = settings.backups.server_name
+            spec["plugins"] = [{"name": BARMAN_PLUGIN, "isWALArchiver": True, "parameters": parameters}]
+        if args.restore is not None:
+            restore = args.restore
+            # No retention policy: the plugin would expire the source's backups by it, and a branch stack must
+            # never delete prod's.
+            self.restore_store = self._object_store("pg-restore", restore.bucket, restore.prefix, restore.endpoint_url, None)
+            recovery: dict = {"source": RESTORE_SOURCE, "database": DATABASE, "owner": OWNER,
+                              # The owner gets this stack's password, not the source's.
+                              "secret": {"name": credentials.metadata.name}}
+            if restore.target_time:
+                recovery["recoveryTarget"] = {"targetTime": restore.target_time}
+            spec["bootstrap"] = {"recovery": recovery}
+            spec["externalClusters"] = [
                 {
-                    "name": BARMAN_PLUGIN,
-                    "isWALArchiver": True,
-                    "parameters": {"barmanObjectName": kube.resource_name(args.instance, "pg-backups")},
+                    "name": RESTORE_SOURCE,
+                    "plugin": {
+                        "name": BARMAN_PLUGIN,
+                        "parameters": {
+                            "barmanObjectName": kube.resource_name(args.instance, "pg-restore"),
+                            "serverName": restore.server_name,
+                        },
+                    },
                 }
             ]
 
@@ -171,7 +198,12 @@ class PostgresCluster(pulumi.ComponentResource):
                 annotations={"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "1200"},
             ),
             spec=spec,
-            opts=self._child(depends_on=[credentials, *filter(None, [self.object_store])]),
+            # CloudNativePG reads the bootstrap once, when it creates the cluster: restoring means creating it
+            # (README: restoring the database), and adding or removing `restore` later changes nothing live.
+            opts=self._child(
+                depends_on=[credentials, *filter(None, [self.object_store, self.restore_store])],
+                ignore_changes=["spec.bootstrap", "spec.externalClusters"],
+            ),
         )
         self.pooler = k8s.apiextensions.CustomResource(
             f"{self._name}-pooler",
@@ -265,16 +297,11 @@ class PostgresCluster(pulumi.ComponentResource):
             },
         }
 
-    def _object_store(self, backup: BackupDestination) -> k8s.apiextensions.CustomResource:
-        settings = self._args.settings.backups
-        configuration: dict = {
-            "destinationPath": pulumi.Output.concat("s3://", backup.bucket, "/", backup.prefix, "/"),
-            "wal": {"compression": "gzip"},
-            "data": {"compression": "gzip", "jobs": 2},
-            **_optional("endpointURL", backup.endpoint_url),
-        }
-        if backup.access_key_id is not None or backup.ca_bundle is not None:
-            s3_secret = k8s.core.v1.Secret(
+    def _s3_secret(self) -> k8s.core.v1.Secret:
+        """The S3 key and CA both ObjectStores use: one Secret, created on first use."""
+        if getattr(self, "_s3", None) is None:
+            backup = self._args.backup
+            self._s3 = k8s.core.v1.Secret(
                 f"{self._name}-s3",
                 metadata=self._meta("pg-s3"),
                 string_data={
@@ -284,6 +311,18 @@ class PostgresCluster(pulumi.ComponentResource):
                 },
                 opts=self._child(),
             )
+        return self._s3
+
+    def _object_store(self, role: str, bucket, prefix: str, endpoint_url: str | None, retention: str | None):
+        backup = self._args.backup
+        configuration: dict = {
+            "destinationPath": pulumi.Output.concat("s3://", bucket, "/", prefix, "/"),
+            "wal": {"compression": "gzip"},
+            "data": {"compression": "gzip", "jobs": 2},
+            **_optional("endpointURL", endpoint_url),
+        }
+        if backup is not None and (backup.access_key_id is not None or backup.ca_bundle is not None):
+            s3_secret = self._s3_secret()
             if backup.access_key_id is not None:
                 configuration["s3Credentials"] = {
                     "accessKeyId": {"name": s3_secret.metadata.name, "key": "ACCESS_KEY_ID"},
@@ -294,17 +333,17 @@ class PostgresCluster(pulumi.ComponentResource):
         if "s3Credentials" not in configuration:
             configuration["s3Credentials"] = {"inheritFromIAMRole": True}
         return k8s.apiextensions.CustomResource(
-            f"{self._name}-object-store",
+            f"{self._name}-object-store" if role == "pg-backups" else f"{self._name}-{role}",
             api_version="barmancloud.cnpg.io/v1",
             kind="ObjectStore",
-            metadata=self._meta("pg-backups"),
+            metadata=self._meta(role),
             spec={
-                "retentionPolicy": f"{settings.retention_days}d",
+                **_optional("retentionPolicy", retention),
                 "configuration": configuration,
                 # Unsized, the plugin's sidecar in every PostgreSQL pod would get the LimitRange's defaults.
-                "instanceSidecarConfiguration": {
+                **_optional("instanceSidecarConfiguration", {
                     "resources": _resources(kube.BARMAN_SIDECAR_RESOURCES, kube.SMALL_EPHEMERAL_STORAGE)
-                },
+                } if role == "pg-backups" else None),
             },
             opts=self._child(),
         )

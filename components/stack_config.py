@@ -57,6 +57,8 @@ def _fix_command(problem: str) -> str | None:
     if isinstance(default, (BaseModel, dict, list)):
         # Pulumi cannot set an object from the command line; name a key inside it instead.
         parts, default = [*parts, "<key>"], None
+    elif default is not None and not problem[match.end(1):].startswith(" =") and f"'{default}'" in problem:
+        default = None  # the default is what a rule refuses here (e.g. simple login on a team stack)
     return f"pulumi config set {_key_argument(parts)} {_shell_value(default)}"
 
 

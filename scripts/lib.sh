@@ -76,3 +76,21 @@ ensure_promtool() {
     echo "==> no promtool and no root to install it (Debian package prometheus): the alert rule tests will fail" >&2
   fi
 }
+
+# The Kerberos tests start a real MIT KDC on loopback (tests/kdc.py) and run kinit/klist/kvno and curl's
+# SPNEGO against it; libkrb5-dev and gcc build pykerberos, which the api-server's SPNEGO middleware uses, into
+# an overlay of the Airflow venv. Without root or apt the tests are skipped with this reason.
+ensure_kdc() {
+  local missing=() pkg
+  for pkg in krb5kdc:krb5-kdc kadmin.local:krb5-admin-server kinit:krb5-user krb5-config:libkrb5-dev gcc:gcc curl:curl; do
+    PATH="$PATH:/usr/sbin:/sbin" command -v "${pkg%%:*}" >/dev/null || missing+=("${pkg#*:}")
+  done
+  [ ${#missing[@]} = 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing the Kerberos test tools (Debian packages ${missing[*]})" >&2
+    apt-get update -qq >/dev/null &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "==> no ${missing[*]} and no root to install them: the KDC tests will be skipped" >&2
+  fi
+}

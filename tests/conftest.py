@@ -20,3 +20,20 @@ def crd_dir() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return Path(result.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def kdc(tmp_path_factory):
+    """A real MIT KDC on a random loopback port (tests/kdc.py), stopped at the end of the session."""
+    from tests.kdc import Kdc, missing_tools
+
+    if missing := missing_tools():
+        reason = f"no {', '.join(missing)} (scripts/test installs krb5-kdc, krb5-admin-server and krb5-user)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = Kdc(tmp_path_factory.mktemp("kdc")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -60,6 +60,9 @@ def test_renewer_runs_airflow_kerberos_into_the_shared_cache_and_is_probed_on_ti
     assert env["KRB5CCNAME"] == "FILE:/var/run/airflow-krb5/krb5cc"
     assert env["AIRFLOW__KERBEROS__CCACHE"] == "/var/run/airflow-krb5/krb5cc"
     assert env["KRB5_CONFIG"] == "/etc/airflow-krb5/krb5.conf"
+    # No database: the CLI's migration check is off and its log-template sync goes to a file on the writable /tmp.
+    assert env["AIRFLOW__DATABASE__CHECK_MIGRATIONS"] == "False"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "sqlite:////tmp/airflow-kerberos.db"
     assert container["livenessProbe"]["exec"]["command"] == ["klist", "-s", "-c", "/var/run/airflow-krb5/krb5cc"]
     assert renewer["replicas"] == 1 and renewer["strategy"]["type"] == "Recreate"
     assert renewer["template"]["spec"]["serviceAccountName"] == "dev-kerberos"
@@ -92,3 +95,91 @@ def test_consumers_get_volumes_mounts_and_env_for_the_ticket():
 def test_up_does_not_wait_for_the_ticket_cache_to_bind_before_its_consumer_exists():
     claim = kerberos_run().one("PersistentVolumeClaim")
     assert claim.metadata["annotations"] == {"pulumi.com/skipAwait": "true"}
+
+
+def test_ticket_reaches_scheduler_api_server_triggerer_and_task_pods_but_not_the_dag_processor():
+    import yaml
+
+    run = kerberos_run()
+    holders = {name for name, spec in pod_specs(run) if any(v["name"] == "krb5-ccache" for v in spec["volumes"])}
+    # The renewer writes the cache; deferrable operators' triggers need the ticket as much as tasks do.
+    assert holders == {"dev-kerberos", "dev-scheduler", "dev-api-server", "dev-triggerer"}
+    for name, spec in pod_specs(run):
+        if name in ("dev-scheduler", "dev-api-server", "dev-triggerer"):
+            main = spec["containers"][0]
+            assert {"name": "KRB5CCNAME", "value": "FILE:/var/run/airflow-krb5/krb5cc"} in main["env"]
+            assert {m["mountPath"] for m in main["volumeMounts"]} >= {"/var/run/airflow-krb5", "/etc/airflow-krb5"}
+    template = yaml.safe_load(run.one("ConfigMap", "-pod-template").inputs["data"]["pod_template.yaml"])
+    assert {v["name"] for v in template["spec"]["volumes"]} >= {"krb5-ccache", "krb5-conf"}
+    assert not [v for v in template["spec"]["volumes"] if "keytab" in v["name"]]
+
+
+LDAP = {"mode": "ldap", "ldapUri": "ldaps://ldap.example.org", "ldapSearchBase": "ou=people,dc=example,dc=org"}
+HTTP_KEYTAB_B64 = __import__("base64").b64encode(b"\x05\x02 the HTTP/ keytab").decode()
+
+
+def api_auth_run(http_keytab=HTTP_KEYTAB_B64, **kerberos):
+    config = {"kerberos": {**KERBEROS_CONFIG["kerberos"], "apiAuth": True, **kerberos}, "auth": LDAP}
+    return run_stack(config, {"kerberosKeytab": KEYTAB_B64, "kerberosApiKeytab": http_keytab}, stack="dev")
+
+
+def test_api_auth_mounts_the_http_keytab_and_the_spnego_plugin_into_the_api_server_only():
+    run = api_auth_run()
+    secret = run.one("Secret", "-api-keytab")
+    assert secret.inputs["data"] == {"http.keytab": HTTP_KEYTAB_B64} and "data" in secret.secret_paths
+    plugin = run.one("ConfigMap", "-api-plugins").inputs["data"]["kerberos_api.py"]
+    assert "class SpnegoMiddleware" in plugin and "fastapi_root_middlewares" in plugin
+    for name, spec in pod_specs(run):
+        volumes = {v["name"] for v in spec["volumes"]}
+        env = {e["name"]: e.get("value") for c in spec["containers"] for e in c.get("env") or []}
+        if name == "dev-api-server":
+            assert {"api-keytab", "api-plugins"} <= volumes
+            assert env["KRB5_KTNAME"] == "FILE:/etc/airflow-api-keytab/http.keytab"
+            # `airflow` copies [kerberos] keytab into KRB5_KTNAME when it starts.
+            assert env["AIRFLOW__KERBEROS__KEYTAB"] == "/etc/airflow-api-keytab/http.keytab"
+            mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+            assert mounts["api-plugins"]["mountPath"] == "/opt/airflow/plugins/kerberos_api.py"
+            assert mounts["api-plugins"]["subPath"] == "kerberos_api.py"
+            assert mounts["api-keytab"]["readOnly"] is True
+        else:
+            assert not volumes & {"api-keytab", "api-plugins"}, name
+            assert "KRB5_KTNAME" not in env and "api-keytab" not in str(env), name
+
+
+def test_a_new_http_keytab_rolls_the_api_server_alone():
+    def sums(run):
+        return {n: d.inputs["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/config")
+                for d in run.of_kind("Deployment") for n in [d.k8s_name]}
+
+    before, after = sums(api_auth_run()), sums(api_auth_run(http_keytab=KEYTAB_B64))
+    assert {name for name in before if before[name] != after[name]} == {"dev-api-server"}
+
+
+def test_api_auth_without_its_keytab_or_with_simple_auth_or_without_kerberos_is_refused():
+    import pytest
+
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        run_stack({"kerberos": {**KERBEROS_CONFIG["kerberos"], "apiAuth": True}}, {"kerberosKeytab": KEYTAB_B64})
+    text = str(error.value)
+    assert "airflow-platform:kerberosApiKeytab: kerberos.apiAuth is on but no HTTP service keytab" in text
+    assert "airflow-platform:kerberos.apiAuth: needs auth.mode oidc or ldap" in text
+    with pytest.raises(ConfigError) as error:
+        run_stack({"kerberos": {"apiAuth": True}, "auth": LDAP}, {"kerberosApiKeytab": HTTP_KEYTAB_B64})
+    assert "apiAuth needs enabled Kerberos" in str(error.value)
+
+
+def test_spnego_plugin_maps_principals_of_the_instance_realm_to_plain_user_names():
+    import ast
+    import pathlib
+
+    source = (pathlib.Path(__file__).parent.parent / "components/airflow_plugins/kerberos_api.py").read_text()
+    namespace: dict = {}
+    function = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "username_for")
+    exec(compile(ast.Module([function], []), "kerberos_api.py", "exec"), namespace)
+    username_for = namespace["username_for"]
+    assert username_for("jdoe@EXAMPLE.ORG", "EXAMPLE.ORG") == "jdoe"
+    assert username_for("svc/reports.example.org@EXAMPLE.ORG", "EXAMPLE.ORG") == "svc/reports.example.org"
+    # Another realm's jdoe is not ours: it must be created under its full principal.
+    assert username_for("jdoe@OTHER.ORG", "EXAMPLE.ORG") == "jdoe@OTHER.ORG"
