@@ -51,8 +51,21 @@ def crd_schemas() -> dict[tuple[str, str], dict]:
         crd = yaml.safe_load(path.read_text())
         for version in crd["spec"]["versions"]:
             api_version = f"{crd['spec']['group']}/{version['name']}"
-            schemas[(api_version, crd["spec"]["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+            schemas[(api_version, crd["spec"]["names"]["kind"])] = _strict(version["schema"]["openAPIV3Schema"])
     return schemas
+
+
+def _strict(schema):
+    """What the API server does with fieldValidation=Strict: a field the structural schema does not name is an
+    error (JSON Schema would let it through)."""
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {key: _strict(value) for key, value in schema.items()}
+    if "properties" in strict and "additionalProperties" not in strict and not strict.get("x-kubernetes-preserve-unknown-fields"):
+        strict["additionalProperties"] = False
+    return strict
 
 
 def schema_problems(document: dict) -> list[str]:
@@ -90,6 +103,7 @@ def test_schema_check_catches_a_misspelt_field_a_wrong_type_and_a_removed_api():
     assert schema_problems(removed)
     cluster = next(d for d in stack_manifests("dev") if d["kind"] == "Cluster")
     assert schema_problems({**cluster, "spec": {**cluster["spec"], "instances": 0}})  # CRD minimum is 1
+    assert any("storge" in p for p in schema_problems({**cluster, "spec": {**cluster["spec"], "storge": {}}}))
 
 
 # --- checkov -------------------------------------------------------------------------------------------------------
