@@ -71,12 +71,14 @@ class KubeAPI:
     """Plain HTTPS to the API server, as admin unless `token` says otherwise."""
 
     url: str
-    token: str
-    ca: str
-    _paths: dict = field(default_factory=dict)
+    token: str = field(repr=False)
+    ca: str = field(repr=False)
+    _paths: dict = field(default_factory=dict, repr=False)
+    # One connection for thousands of requests: a TLS handshake each would dominate the RBAC matrix.
+    _session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     def request(self, method: str, path: str, body: dict | None = None, **params) -> Response:
-        response = requests.request(
+        response = self._session.request(
             method, self.url + path, json=body, params=params or None, verify=self.ca, timeout=30,
             headers={"Authorization": f"Bearer {self.token}"},
         )

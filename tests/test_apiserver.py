@@ -10,8 +10,6 @@ Pod, server-side dry-run, which is what Pod Security judges at admission.
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
 from tests.manifests import STACKS, pod_specs, stack_manifests, stack_run, task_pod_template
@@ -115,7 +113,6 @@ def _ask(kube_api, user: str, verb: str, resource: str, namespace: str | None, g
     return kube_api.can(user, verb, resource, namespace, subresource=sub, group=group)
 
 
-@functools.lru_cache(maxsize=None)
 def _accounts(kube_api, namespace: str) -> tuple[str, ...]:
     found = kube_api.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts").body["items"]
     return tuple(sorted(a["metadata"]["name"] for a in found))
