@@ -29,10 +29,16 @@ READY_TIMEOUT = 60
 BUILD_TIMEOUT = 1800
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (held open together, so the kernel cannot hand out one twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _script(name: str, timeout: int) -> str:
@@ -184,7 +190,7 @@ class Fixture:
         return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]) for log in self.logs)
 
     def start(self) -> KubeAPI:
-        client, peer, secure = _free_port(), _free_port(), _free_port()
+        client, peer, secure = _free_ports(3)
         self._start("etcd", [
             "--data-dir", str(self.work / "etcd"),
             "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
@@ -263,13 +269,24 @@ def kube_api():
     except RuntimeError as error:
         unavailable(f"no kube-apiserver fixture: {error}")
     work = Path(tempfile.mkdtemp(prefix="kube-apiserver-"))
-    fixture = Fixture(bin_dir, work)
+    fixtures = []
     try:
-        api = fixture.start()
+        for attempt in (1, 2):
+            fixtures.append(Fixture(bin_dir, work / str(attempt)))
+            fixtures[-1].work.mkdir()
+            try:
+                api = fixtures[-1].start()
+                break
+            except RuntimeError:
+                # A port someone took between our choosing and etcd binding it: once more, on new ports.
+                fixtures[-1].stop()
+                if attempt == 2:
+                    raise
         install_crds(api, crds)
         yield api
     finally:
-        fixture.stop()
+        for fixture in fixtures:
+            fixture.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
