@@ -244,7 +244,7 @@ def install_crds(api: KubeAPI, documents: list[dict]) -> None:
     for crd in documents:
         path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
         while True:
-            conditions = api.request("GET", path).body.get("status", {}).get("conditions", [])
+            conditions = (api.request("GET", path).body.get("status") or {}).get("conditions") or []
             if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                 break
             assert time.monotonic() < deadline, f"CRD {crd['metadata']['name']} not established: {conditions}"
