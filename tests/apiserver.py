@@ -229,8 +229,9 @@ class Fixture:
         for process in reversed(self.processes):
             process.terminate()
         for process in self.processes:
+            # A graceful kube-apiserver shutdown takes ~20 s; nothing here outlives the session's temp dir.
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
