@@ -193,6 +193,7 @@ def scored(tmp_path_factory):
     return count, checkov_report(str(directory))
 
 
+@pytest.mark.slow  # runs checkov, a separate program in its own venv
 def test_checkov_finds_no_failed_check_we_have_not_explained(scored):
     count, report = scored
     results = report["results"]
@@ -206,6 +207,7 @@ def test_checkov_finds_no_failed_check_we_have_not_explained(scored):
     assert unexplained == []
 
 
+@pytest.mark.slow  # runs checkov, a separate program in its own venv
 def test_every_checkov_skip_has_a_reason_and_still_matches_a_failure(scored):
     _, report = scored
     used = {c["check_id"] for c in report["results"].get("failed_checks", []) if skip_for(c) is not None}
