@@ -89,6 +89,15 @@ class _Part:
     init_containers: tuple = ()
 
 
+
+def _kept(resource, content):
+    """Keep what a ConfigMap or Secret was given, for the checksum of its readers. The resource's own outputs
+    will not do: on a cluster a Secret's live state has no stringData (the API server turns it into data), and
+    an output the state lacks is unknown in every preview, so `preview --expect-no-changes` would always fail
+    and a changed secret would not roll its readers."""
+    resource.checksum_content = content
+    return resource
+
 class AirflowControlPlane(pulumi.ComponentResource):
     url: pulumi.Output[str]
     admin_password: pulumi.Output[str] | None
@@ -227,19 +236,18 @@ class AirflowControlPlane(pulumi.ComponentResource):
         data = pulumi.Output.all(self._args.logs_url).apply(
             lambda values: {**self.airflow_environment(), "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": values[0]}
         )
-        return k8s.core.v1.ConfigMap(f"{self._name}-config", metadata=self._meta("config"), data=data, opts=self._opts())
+        return _kept(k8s.core.v1.ConfigMap(f"{self._name}-config", metadata=self._meta("config"), data=data, opts=self._opts()), data)
 
     def _airflow_secret(self) -> k8s.core.v1.Secret:
-        return k8s.core.v1.Secret(
-            f"{self._name}-secrets",
-            metadata=self._meta("secrets"),
-            string_data={
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._args.database_url,
-                "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
-                "AIRFLOW__API__SECRET_KEY": self.api_secret_key,
-                "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
-            },
-            opts=self._opts(),
+        data = {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._args.database_url,
+            "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
+            "AIRFLOW__API__SECRET_KEY": self.api_secret_key,
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+        }
+        return _kept(
+            k8s.core.v1.Secret(f"{self._name}-secrets", metadata=self._meta("secrets"), string_data=data, opts=self._opts()),
+            data,
         )
 
     def _connections_secret(self) -> k8s.core.v1.Secret:
@@ -251,11 +259,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
             connections = {**json.loads(extra_text), self._args.log_connection_id: log_connection}
             return {"connections.json": json.dumps(connections, indent=2, sort_keys=True), "variables.json": "{}"}
 
-        return k8s.core.v1.Secret(
-            f"{self._name}-connections",
-            metadata=self._meta("connections"),
-            string_data=pulumi.Output.secret(pulumi.Output.all(self._args.log_connection, extra).apply(files)),
-            opts=self._opts(),
+        data = pulumi.Output.secret(pulumi.Output.all(self._args.log_connection, extra).apply(files))
+        return _kept(
+            k8s.core.v1.Secret(f"{self._name}-connections", metadata=self._meta("connections"), string_data=data, opts=self._opts()),
+            data,
         )
 
     def _auth_secret(self) -> k8s.core.v1.Secret:
@@ -272,24 +279,23 @@ class AirflowControlPlane(pulumi.ComponentResource):
                     lambda password: json.dumps({airflow_auth.ADMIN_USER: password})
                 )
             }
-        return k8s.core.v1.Secret(
+        return _kept(k8s.core.v1.Secret(
             f"{self._name}-webserver-config", metadata=self._meta("webserver-config"), string_data=data, opts=self._opts()
-        )
+        ), data)
 
     def _git_secret(self) -> k8s.core.v1.Secret | None:
         s = self._settings
         if not s.git_sync.enabled or (s.git_sync_ssh_key is None and s.git_sync_token is None):
             return None
         data = {"ssh": secret_output(s.git_sync_ssh_key)} if s.git_sync_ssh_key else {"token": secret_output(s.git_sync_token)}
-        return k8s.core.v1.Secret(f"{self._name}-git-sync", metadata=self._meta("git-sync"), string_data=data, opts=self._opts())
+        return _kept(k8s.core.v1.Secret(f"{self._name}-git-sync", metadata=self._meta("git-sync"), string_data=data, opts=self._opts()), data)
 
     def _s3_ca_config_map(self) -> k8s.core.v1.ConfigMap | None:
         # A CA bundle is public material, so a ConfigMap is the right home for it.
         if self._settings.s3.ca_bundle is None:
             return None
-        return k8s.core.v1.ConfigMap(
-            f"{self._name}-s3-ca", metadata=self._meta("s3"), data={"ca.crt": self._settings.s3.ca_bundle}, opts=self._opts()
-        )
+        data = {"ca.crt": self._settings.s3.ca_bundle}
+        return _kept(k8s.core.v1.ConfigMap(f"{self._name}-s3-ca", metadata=self._meta("s3"), data=data, opts=self._opts()), data)
 
     # --- pods ----------------------------------------------------------------------------------------------
 
@@ -518,7 +524,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
     def _checksum(self, objects) -> pulumi.Output[str]:
         """A digest of what a pod reads. It is computed from secret values but reveals none of them, so it
         is stored in the clear: a secret annotation would hide every diff of the Deployment."""
-        data = [obj.data if isinstance(obj, k8s.core.v1.ConfigMap) else obj.string_data for obj in objects if obj is not None]
+        data = [obj.checksum_content for obj in objects if obj is not None]
         digest = pulumi.Output.all(*data).apply(
             lambda values: hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
         )
@@ -690,11 +696,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
         }
 
     def _pod_template_config_map(self) -> k8s.core.v1.ConfigMap:
-        return k8s.core.v1.ConfigMap(
-            f"{self._name}-pod-template",
-            metadata=self._meta("pod-template"),
-            data={"pod_template.yaml": yaml.safe_dump(self.task_pod_template(), sort_keys=False)},
-            opts=self._opts(),
+        data = {"pod_template.yaml": yaml.safe_dump(self.task_pod_template(), sort_keys=False)}
+        return _kept(
+            k8s.core.v1.ConfigMap(f"{self._name}-pod-template", metadata=self._meta("pod-template"), data=data, opts=self._opts()),
+            data,
         )
 
     # --- reaching the api-server ---------------------------------------------------------------------------
