@@ -98,6 +98,92 @@ def _dns1123_label(value: str) -> str:
     return value
 
 
+# The API server's own rules (k8s.io/apimachinery/pkg/util/validation) for what a setting becomes, checked when
+# the config is read: a value the cluster would refuse must not stop `pulumi up` half-way through.
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The image reference grammar of container runtimes (github.com/distribution/reference): a kubelet refuses
+# anything else as InvalidImageName, after the API server has accepted the pod.
+_IMAGE_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_IMAGE_REPOSITORY = re.compile(rf"^(?:{_IMAGE_DOMAIN}/)?{_IMAGE_PATH}$")
+_IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_IMAGE_DOMAIN}/)?{_IMAGE_PATH}(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?$"
+)
+_CSS_HEX = re.compile(r"^#([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
+_CSS_FUNCTION = re.compile(r"^(rgb|rgba|hsl|hsla)\(\s*[0-9.]+%?\s*(,\s*[0-9.]+%?\s*){2,3}\)$")
+_CSS_NAMED = frozenset("""
+aliceblue antiquewhite aqua aquamarine azure beige bisque black blanchedalmond blue blueviolet brown burlywood
+cadetblue chartreuse chocolate coral cornflowerblue cornsilk crimson cyan darkblue darkcyan darkgoldenrod darkgray
+darkgreen darkgrey darkkhaki darkmagenta darkolivegreen darkorange darkorchid darkred darksalmon darkseagreen
+darkslateblue darkslategray darkslategrey darkturquoise darkviolet deeppink deepskyblue dimgray dimgrey dodgerblue
+firebrick floralwhite forestgreen fuchsia gainsboro ghostwhite gold goldenrod gray green greenyellow grey honeydew
+hotpink indianred indigo ivory khaki lavender lavenderblush lawngreen lemonchiffon lightblue lightcoral lightcyan
+lightgoldenrodyellow lightgray lightgreen lightgrey lightpink lightsalmon lightseagreen lightskyblue lightslategray
+lightslategrey lightsteelblue lightyellow lime limegreen linen magenta maroon mediumaquamarine mediumblue
+mediumorchid mediumpurple mediumseagreen mediumslateblue mediumspringgreen mediumturquoise mediumvioletred
+midnightblue mintcream mistyrose moccasin navajowhite navy oldlace olive olivedrab orange orangered orchid
+palegoldenrod palegreen paleturquoise palevioletred papayawhip peachpuff peru pink plum powderblue purple
+rebeccapurple red rosybrown royalblue saddlebrown salmon sandybrown seagreen seashell sienna silver skyblue
+slateblue slategray slategrey snow springgreen steelblue tan teal thistle tomato turquoise violet wheat white
+whitesmoke yellow yellowgreen
+""".split())
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ValueError(
+            f"'{value}' is not a Kubernetes label value: use at most 63 letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def dns1123_subdomain_problem(value: str) -> str | None:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        return (
+            f"'{value}' is not a DNS-1123 subdomain: use at most 253 lower-case letters, digits, '-' and '.', "
+            "each dot-separated part starting and ending with a letter or digit"
+        )
+    return None
+
+
+def _dns1123_subdomain(value: str) -> str:
+    if problem := dns1123_subdomain_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _ingress_host(value: str) -> str:
+    # The API server takes a DNS name, optionally with a leading '*.' wildcard, and never an IP address.
+    if re.match(r"^[0-9.]+$|:", value):
+        raise ValueError(f"'{value}' is an IP address; an ingress host must be a DNS name")
+    if problem := dns1123_subdomain_problem(value.removeprefix("*.")):
+        raise ValueError(problem.replace("DNS-1123 subdomain", "host name (a DNS-1123 subdomain, optionally '*.'-prefixed)"))
+    return value
+
+
+def image_reference_problem(value: str, repository_only: bool = False) -> str | None:
+    pattern = _IMAGE_REPOSITORY if repository_only else _IMAGE_REFERENCE
+    if len(value) > 255 or not pattern.match(value):
+        what = "an image repository like 'registry.example.org/team/airflow'" if repository_only else (
+            "an image reference like 'registry.k8s.io/git-sync/git-sync:v4.4.2'")
+        return f"'{value}' is not {what} (lower-case path, no spaces)"
+    return None
+
+
+def _image_reference(value: str) -> str:
+    if problem := image_reference_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _css_colour(value: str) -> str:
+    if not (_CSS_HEX.match(value) or _CSS_FUNCTION.match(value) or value.lower() in _CSS_NAMED):
+        raise ValueError(f"'{value}' is not a CSS colour: use e.g. '#d9534f', 'red' or 'rgb(217, 83, 79)'")
+    return value
+
+
 def _base64(value: SecretStr) -> SecretStr:
     try:
         decoded = base64.b64decode(value.get_secret_value(), validate=True)
@@ -115,9 +201,14 @@ def _pinned_image(value: str) -> str:
 
 
 CpuQuantity = Annotated[str, AfterValidator(_cpu)]
-PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+PinnedImage = Annotated[str, AfterValidator(_image_reference), AfterValidator(_pinned_image)]
 MemoryQuantity = Annotated[str, AfterValidator(_memory)]
 DnsLabel = Annotated[str, AfterValidator(_dns1123_label)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+DnsSubdomain = Annotated[str, AfterValidator(_dns1123_subdomain)]
+IngressHost = Annotated[str, AfterValidator(_ingress_host)]
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+CssColour = Annotated[str, AfterValidator(_css_colour)]
 Base64Secret = Annotated[SecretStr, AfterValidator(_base64)]
 
 
@@ -223,7 +314,7 @@ class PostgresSettings(_Model):
     instances: int = Field(1, ge=1, le=9)
     version: int = Field(17, ge=14, le=18)
     storage_size: MemoryQuantity = "10Gi"
-    storage_class: str | None = None
+    storage_class: DnsSubdomain | None = None
     resources: Resources = Field(default_factory=lambda: resources("250m", "512Mi", "1", "1Gi"))
     image: PinnedImage | None = Field(None, description="an exact tag or digest; unset: ours for `version`")
     pooler_instances: int = Field(1, ge=1, le=10)
@@ -295,7 +386,7 @@ class KerberosSettings(_Model):
     ticket_lifetime: str = "2d"
     renew_lifetime: str = "14d"
     reinit_frequency_seconds: int = Field(3600, ge=60)
-    ccache_storage_class: str | None = Field(None, description="a ReadWriteMany class, e.g. cephfs")
+    ccache_storage_class: DnsSubdomain | None = Field(None, description="a ReadWriteMany class, e.g. cephfs")
     ccache_size: MemoryQuantity = "10Mi"
     renewer_resources: Resources = Field(default_factory=lambda: resources("50m", "128Mi", "200m", "256Mi"))
     api_auth: bool = Field(
@@ -339,10 +430,10 @@ class GitSyncSettings(_Model):
 
 class IngressSettings(_Model):
     enabled: bool = False
-    host: str | None = None
+    host: IngressHost | None = None
     path: str = "/"
-    class_name: str | None = None
-    tls_secret_name: str | None = None
+    class_name: DnsSubdomain | None = None
+    tls_secret_name: DnsSubdomain | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -510,7 +601,7 @@ class Settings(_Model):
     instance: DnsLabel = Field(description="instance name; defaults to the stack name")
     namespace: DnsLabel | None = Field(None, description="defaults to `airflow-<instance>`")
     create_namespace: bool = Field(True, description="create the namespace (false: it already exists)")
-    team: str | None = Field(None, description="owning team, put on every pod as a cost-attribution label")
+    team: LabelValue | None = Field(None, description="owning team, put on every pod as a cost-attribution label")
     kubernetes_render_dir: str | None = Field(
         None, description="render every object as YAML into this directory instead of applying it to a cluster"
     )
@@ -526,7 +617,7 @@ class Settings(_Model):
     airflow_python_version: str = Field("3.12", description="Python of the image tag")
     image_pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
     instance_title: str | None = Field(None, description="shown in the UI; defaults to the instance name")
-    navbar_color: str = Field("#fff", description="navbar colour of the FAB login pages, e.g. red for prod")
+    navbar_color: CssColour = Field("#fff", description="navbar colour of the FAB login pages, e.g. red for prod")
 
     api_server: ApiServerSettings = Field(
         default_factory=lambda: ApiServerSettings(resources=resources("250m", "1Gi", "1", "2Gi"))
@@ -630,11 +721,21 @@ class Settings(_Model):
             raise ValueError(f"'{value}' is not an Airflow 3 version like '3.3.2'")
         return value
 
+    @field_validator("airflow_python_version")
+    @classmethod
+    def _python_3(cls, value: str) -> str:
+        # It ends the image tag: anything but a version would make an image reference no runtime can pull.
+        if not re.match(r"^3\.\d+$", value):
+            raise ValueError(f"'{value}' is not a Python version like '3.12'")
+        return value
+
     @field_validator("airflow_image")
     @classmethod
     def _untagged(cls, value: str) -> str:
         if ":" in value.rsplit("/", 1)[-1] or "@" in value:
             raise ValueError(f"'{value}' must be a repository without a tag; the tag comes from airflowVersion")
+        if problem := image_reference_problem(value, repository_only=True):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -94,3 +94,17 @@ ensure_kdc() {
     echo "==> no ${missing[*]} and no root to install them: the KDC tests will be skipped" >&2
   fi
 }
+
+# The API server fixture's binaries (built from Go modules once, ~4 minutes cold) and the operator CRDs it
+# serves. Returns non-zero, after the script has said why, when they cannot be had.
+ensure_kube_apiserver() {
+  if ! "$repo/scripts/install-kube-apiserver" --print-bin >/dev/null 2>&1; then
+    "$repo/scripts/install-kube-apiserver" >&2 || return 1
+  fi
+  "$repo/scripts/fetch-crds" >/dev/null || return 1
+}
+
+# checkov in its own venv (it pins packages that would downgrade ours).
+ensure_checkov() {
+  "$repo/scripts/checkov-venv" >/dev/null
+}

@@ -37,3 +37,7 @@ def kdc(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+# The session-scoped `kube_api` fixture: a real API server for the tests that need one.
+pytest_plugins = ("tests.apiserver",)

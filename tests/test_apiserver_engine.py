@@ -1,0 +1,110 @@
+"""`pulumi up` through the real engine against the real kube-apiserver fixture (no render directory): it
+succeeds, a second preview shows no change (server-side apply, the server's defaulting and our inputs
+agree), and `destroy` leaves nothing behind (skipped until the fixture runs a controller manager: see below).
+
+Nothing becomes ready here (no nodes, no operators), so the test's program marks every Kubernetes object
+`pulumi.com/skipAwait`: the objects and their inputs are what `up` applies, only the waiting is skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pulumi
+import pytest
+from moto.server import ThreadedMotoServer
+from pulumi import automation as auto
+
+from tests.harness import ROOT
+from tests.stacks import stack_file_config
+
+pytestmark = pytest.mark.slow
+
+engine = pytest.importorskip("engine")
+try:
+    BIN = engine.pulumi_bin()
+except engine.ToolchainMissing as error:
+    pytest.skip(str(error), allow_module_level=True)
+
+ACCESS_KEY, SECRET_KEY = "engine-access-key", "engine-secret-key"
+
+
+def _skip_await(args: pulumi.ResourceTransformArgs):
+    if not args.custom or not args.type_.startswith("kubernetes:") or args.type_.startswith("pulumi:providers"):
+        return None
+    props = dict(args.props)
+    metadata = props.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    annotations = {**(metadata.get("annotations") or {}), "pulumi.com/skipAwait": "true"}
+    props["metadata"] = {**metadata, "annotations": annotations}
+    return pulumi.ResourceTransformResult(props, args.opts)
+
+
+def program() -> None:
+    from components.instance import airflow_instance
+
+    pulumi.runtime.register_resource_transform(_skip_await)
+    airflow_instance()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def open_test_stack(name: str, work, kubeconfig, s3_endpoint, **config) -> auto.Stack:
+    shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
+    backend = engine.Backend(url=f"file://{work}", passphrase="engine-test",
+                             extra_env={"KUBECONFIG": str(kubeconfig)})
+    stack = engine.open_stack(name, backend, work_dir=work, program=program)
+    values = {**stack_file_config("dev"), "instance": name, **config,
+              "s3": {"endpointUrl": s3_endpoint, "bucket": f"{name}-logs", "forceDestroy": True}}
+    for key, value in values.items():
+        from components.config import config_text
+
+        stack.set_config(f"airflow-platform:{key}", auto.ConfigValue(config_text(value)))
+    stack.set_config("airflow-platform:s3AccessKeyId", auto.ConfigValue(ACCESS_KEY, secret=True))
+    stack.set_config("airflow-platform:s3SecretAccessKey", auto.ConfigValue(SECRET_KEY, secret=True))
+    return stack
+
+
+def live_objects(kube_api, namespace: str) -> list[str]:
+    found = []
+    for api_version, kind in (("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"), ("apps/v1", "Deployment"),
+                              ("batch/v1", "Job"), ("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "Pooler")):
+        items = kube_api.request("GET", kube_api.resource_path(api_version, kind, namespace)).body.get("items", [])
+        found += [f"{kind}/{item['metadata']['name']}" for item in items]
+    return sorted(found)
+
+
+@pytest.fixture(scope="module")
+def deployed(kube_api, kube_apiserver_kubeconfig, s3_endpoint, tmp_path_factory):
+    stack = open_test_stack("engine", tmp_path_factory.mktemp("engine"), kube_apiserver_kubeconfig, s3_endpoint)
+    up = stack.up(color="never", on_output=print)
+    return stack, up
+
+
+def test_up_applies_every_object_to_the_api_server(kube_api, deployed):
+    _, up = deployed
+    assert up.summary.result == "succeeded"
+    applied = live_objects(kube_api, up.outputs["namespace"].value)
+    assert "Deployment/engine-scheduler" in applied and "Cluster/engine-pg" in applied
+    print(f"\nup: {up.summary.resource_changes}")
+
+
+def test_a_second_preview_changes_nothing(deployed):
+    stack, _ = deployed
+    stack.preview(color="never", diff=True, expect_no_changes=True)
+
+
+@pytest.mark.skip(reason="needs kube-controller-manager: the provider deletes the CronJob in the foreground, which "
+                         "waits for the garbage collector the fixture does not run (measured: 10 min timeout)")
+def test_destroy_leaves_nothing_behind(kube_api, deployed):
+    stack, up = deployed
+    stack.destroy(color="never", on_output=print)
+    assert live_objects(kube_api, up.outputs["namespace"].value) == []
