@@ -397,6 +397,15 @@ class DbCleanupSettings(_Model):
         return value
 
 
+class CostSettings(_Model):
+    """Prices of requested capacity, for the `monthly_cost` output and `python -m envs list`. The defaults are
+    illustrative (about a public cloud's on-demand price of a reserved core and GiB): set your cluster's."""
+
+    cpu_per_core_month: float = Field(30.0, ge=0, description="price of one requested core for a month")
+    memory_per_gib_month: float = Field(4.0, ge=0, description="price of one requested GiB for a month")
+    currency: str = "USD"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stack
 
@@ -457,6 +466,7 @@ class Settings(_Model):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     limit_range: LimitRangeSettings = Field(default_factory=LimitRangeSettings)
     db_cleanup: DbCleanupSettings = Field(default_factory=DbCleanupSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
     airflow_connections: SecretStr | None = _secret(
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )
