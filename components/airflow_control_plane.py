@@ -13,6 +13,12 @@ Each Deployment carries a checksum of exactly the config it reads, so a change r
 Task pods (one per task) get the configuration, the connections file and the DAGs, but no database
 credentials, no Fernet key or JWT secret and no service-account token: in Airflow 3 they talk to the
 api-server's Execution API with a short-lived token the scheduler hands them.
+
+Each component gets only the secrets it uses (checked against Airflow 3.3's source): the database URL and
+Fernet key go to the four components; the JWT secret only to the api-server, which checks tokens, and the
+scheduler, which signs them; the API secret key (it signs login sessions) only to the api-server. The
+dag-processor and the triggerer run user code in-process with the execution API's auth bypassed, so they
+need neither. Jobs that only touch the schema get the database URL alone.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from components import airflow_auth, kube
+from components import airflow_auth, git_sync, kube
 from components.config import Settings, secret_output
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
@@ -41,8 +47,8 @@ SIMPLE_AUTH_DIR = f"{kube.AIRFLOW_HOME}/simple-auth"
 SIMPLE_AUTH_PASSWORDS = "simple_auth_manager_passwords.json"
 S3_CA_DIR = f"{kube.AIRFLOW_HOME}/s3-ca"
 DAGS_DIR = f"{kube.AIRFLOW_HOME}/dags"
-GIT_SECRET_DIR = "/etc/git-secret"
 SECRETS_BACKEND = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+DATABASE_URL_KEY = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 
 
 @dataclass
@@ -108,12 +114,15 @@ class AirflowControlPlane(pulumi.ComponentResource):
         self._generate_secrets()
         self.config_map = self._config_map()
         self.secret = self._airflow_secret()
+        self.jwt = self._one_key_secret("jwt", "AIRFLOW__API_AUTH__JWT_SECRET", self.jwt_secret)
+        self.api_key = self._one_key_secret("api-key", "AIRFLOW__API__SECRET_KEY", self.api_secret_key)
         self.connections = self._connections_secret()
         self.auth_secret = self._auth_secret()
         self.git_secret = self._git_secret()
         self.s3_ca = self._s3_ca_config_map()
         self.pod_template = self._pod_template_config_map()
         self.service = self._api_service()
+        self.closed = self._closed_service() if s.ingress.enabled else None
         self.ingress = self._ingress()
         self.url = pulumi.Output.from_input(self.base_url)
         self.migration = self._migration_job()
@@ -192,6 +201,9 @@ class AirflowControlPlane(pulumi.ComponentResource):
             "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG": s.image.rsplit(":", 1)[1],
             "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_PODS_CREATION_BATCH_SIZE": str(s.executor.pod_creation_batch_size),
             "AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS": "True",
+            # A pod refused because the namespace quota is full waits for room (retried every scheduler loop)
+            # instead of failing its task; taskQueuedTimeoutSeconds still bounds the wait.
+            "AIRFLOW__KUBERNETES_EXECUTOR__TASK_PUBLISH_MAX_RETRIES": "-1",
             "AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS_ON_FAILURE": str(s.executor.delete_worker_pods_on_failure),
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": f"{s.executor.task_queued_timeout_seconds}.0",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
@@ -237,15 +249,16 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
 
     def _airflow_secret(self) -> k8s.core.v1.Secret:
-        data = {
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._args.database_url,
-            "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
-            "AIRFLOW__API__SECRET_KEY": self.api_secret_key,
-            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
-        }
+        data = {DATABASE_URL_KEY: self._args.database_url, "AIRFLOW__CORE__FERNET_KEY": self.fernet_key}
         return self._kept(
             k8s.core.v1.Secret(f"{self._name}-secrets", metadata=self._meta("secrets"), string_data=data, opts=self._opts()),
             data,
+        )
+
+    def _one_key_secret(self, role: str, key: str, value: pulumi.Output[str]) -> k8s.core.v1.Secret:
+        data = {key: value}
+        return self._kept(
+            k8s.core.v1.Secret(f"{self._name}-{role}", metadata=self._meta(role), string_data=data, opts=self._opts()), data
         )
 
     def _connections_secret(self) -> k8s.core.v1.Secret:
@@ -287,10 +300,9 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
 
     def _git_secret(self) -> k8s.core.v1.Secret | None:
-        s = self._settings
-        if not s.git_sync.enabled or (s.git_sync_ssh_key is None and s.git_sync_token is None):
+        data = git_sync.secret_data(self._settings)
+        if data is None:
             return None
-        data = {"ssh": secret_output(s.git_sync_ssh_key)} if s.git_sync_ssh_key else {"token": secret_output(s.git_sync_token)}
         return self._kept(
             k8s.core.v1.Secret(f"{self._name}-git-sync", metadata=self._meta("git-sync"), string_data=data, opts=self._opts()),
             data,
@@ -318,15 +330,8 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
         mounts.append(k8s.core.v1.VolumeMountArgs(name="connections", mount_path=CONNECTIONS_DIR, read_only=True))
         if s.git_sync.enabled:
-            volumes.append(k8s.core.v1.VolumeArgs(name="dags", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
+            volumes += git_sync.volumes(s, with_secret=self.git_secret is not None)
             mounts.append(k8s.core.v1.VolumeMountArgs(name="dags", mount_path=DAGS_DIR, read_only=True))
-            if self.git_secret is not None:
-                volumes.append(
-                    k8s.core.v1.VolumeArgs(
-                        name="git-secret",
-                        secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=s.name("git-sync"), default_mode=0o440),
-                    )
-                )
         if s.s3.ca_bundle is not None:
             volumes.append(
                 k8s.core.v1.VolumeArgs(name="s3-ca", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=s.name("s3")))
@@ -344,46 +349,38 @@ class AirflowControlPlane(pulumi.ComponentResource):
             return list(kerberos.env)
         return []
 
-    def _env_from(self, with_secrets: bool) -> list[k8s.core.v1.EnvFromSourceArgs]:
-        sources = [k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=self._settings.name("config")))]
-        if with_secrets:
-            sources.append(
-                k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=self._settings.name("secrets")))
-            )
+    # Which of the instance's Secrets each component reads whole; see the module's docstring for why.
+    SECRETS_OF = {
+        API_SERVER: ("secrets", "jwt", "api-key"),
+        SCHEDULER: ("secrets", "jwt"),
+        DAG_PROCESSOR: ("secrets",),
+        TRIGGERER: ("secrets",),
+    }
+
+    def _secrets_of(self, component: str) -> list:
+        objects = {"secrets": self.secret, "jwt": self.jwt, "api-key": self.api_key}
+        return [objects[role] for role in self.SECRETS_OF.get(component, ())]
+
+    def _env_from(self, component: str) -> list[k8s.core.v1.EnvFromSourceArgs]:
+        s = self._settings
+        sources = [k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=s.name("config")))]
+        for role in self.SECRETS_OF.get(component, ()):
+            sources.append(k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=s.name(role))))
         return sources
 
+    def _database_url_env(self) -> list[k8s.core.v1.EnvVarArgs]:
+        """The database URL alone, for containers that only touch the schema."""
+        return [
+            k8s.core.v1.EnvVarArgs(
+                name=DATABASE_URL_KEY,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=self._settings.name("secrets"), key=DATABASE_URL_KEY)
+                ),
+            )
+        ]
+
     def _git_sync_container(self, one_time: bool) -> k8s.core.v1.ContainerArgs:
-        git = self._settings.git_sync
-        args = [
-            f"--repo={git.repo}",
-            f"--ref={git.ref}",
-            f"--depth={git.depth}",
-            f"--period={git.period_seconds}s",
-            "--root=/git",
-            "--link=repo",
-        ]
-        if one_time:
-            args.append("--one-time")
-        if self._settings.git_sync_ssh_key is not None:
-            args += [f"--ssh-key-file={GIT_SECRET_DIR}/ssh", "--ssh-known-hosts=false"]
-        elif self._settings.git_sync_token is not None:
-            args += [f"--username={git.username or 'git'}", f"--password-file={GIT_SECRET_DIR}/token"]
-        mounts = [
-            k8s.core.v1.VolumeMountArgs(name="dags", mount_path="/git"),
-            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
-        ]
-        if self.git_secret is not None:
-            mounts.append(k8s.core.v1.VolumeMountArgs(name="git-secret", mount_path=GIT_SECRET_DIR, read_only=True))
-        return k8s.core.v1.ContainerArgs(
-            name="git-sync",
-            image=git.image,
-            args=args,
-            volume_mounts=mounts,
-            resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={"cpu": "10m", "memory": "64Mi"}, limits={"cpu": "200m", "memory": "256Mi"}
-            ),
-            security_context=kube.restricted_container_security_context(),
-        )
+        return git_sync.container(self._settings, one_time, with_secret=self.git_secret is not None)
 
     def _wait_for_migrations(self) -> k8s.core.v1.ContainerArgs:
         return self._airflow_command(
@@ -437,16 +434,19 @@ class AirflowControlPlane(pulumi.ComponentResource):
         port = kube.API_SERVER_PORT
 
         def jobs_check(job_type: str) -> dict:
-            probe = k8s.core.v1.ProbeArgs(
-                exec_=k8s.core.v1.ExecActionArgs(
-                    command=["sh", "-c", f'exec airflow jobs check --job-type {job_type} --local --hostname "$HOSTNAME"']
-                ),
-                initial_delay_seconds=30,
-                period_seconds=60,
-                timeout_seconds=45,
-                failure_threshold=5,
+            command = k8s.core.v1.ExecActionArgs(
+                command=["sh", "-c", f'exec airflow jobs check --job-type {job_type} --local --hostname "$HOSTNAME"']
             )
-            return {"liveness_probe": probe}
+            return {
+                # Unready while its job has no recent heartbeat (cannot reach the database, stuck on a DAG): a
+                # rolling update waits for the new pod instead of taking the old one away.
+                "readiness_probe": k8s.core.v1.ProbeArgs(
+                    exec_=command, initial_delay_seconds=30, period_seconds=60, timeout_seconds=45, failure_threshold=2
+                ),
+                "liveness_probe": k8s.core.v1.ProbeArgs(
+                    exec_=command, initial_delay_seconds=30, period_seconds=60, timeout_seconds=45, failure_threshold=5
+                ),
+            }
 
         http = lambda path, port_: k8s.core.v1.HTTPGetActionArgs(path=path, port=port_)  # noqa: E731
         api_args = ["api-server", "--port", str(port), "--workers", str(s.api_server.workers)]
@@ -476,9 +476,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                         f"{WEBSERVER_DIR}/{SIMPLE_AUTH_PASSWORDS}", f"{SIMPLE_AUTH_DIR}/{SIMPLE_AUTH_PASSWORDS}",
                     ],
                     volume_mounts=[auth_mount, simple_auth_mount],
-                    resources=k8s.core.v1.ResourceRequirementsArgs(
-                        requests={"cpu": "10m", "memory": "16Mi"}, limits={"cpu": "100m", "memory": "64Mi"}
-                    ),
+                    resources=kube.resource_requirements(kube.COPY_FILE_RESOURCES, kube.SMALL_EPHEMERAL_STORAGE),
                     security_context=kube.restricted_container_security_context(),
                 )
             )
@@ -514,6 +512,9 @@ class AirflowControlPlane(pulumi.ComponentResource):
                     "startup_probe": k8s.core.v1.ProbeArgs(
                         http_get=http("/health", kube.SCHEDULER_HEALTH_PORT), period_seconds=10, failure_threshold=30
                     ),
+                    "readiness_probe": k8s.core.v1.ProbeArgs(
+                        http_get=http("/health", kube.SCHEDULER_HEALTH_PORT), period_seconds=15, timeout_seconds=10
+                    ),
                     "liveness_probe": k8s.core.v1.ProbeArgs(
                         http_get=http("/health", kube.SCHEDULER_HEALTH_PORT), period_seconds=30, timeout_seconds=10, failure_threshold=5
                     ),
@@ -525,7 +526,9 @@ class AirflowControlPlane(pulumi.ComponentResource):
             ),
             _Part(DAG_PROCESSOR, ["dag-processor"], s.dag_processor.replicas, s.dag_processor.resources,
                   jobs_check("DagProcessorJob"), parses_dags=True, reads=(self.git_secret,)),
-            _Part(TRIGGERER, ["triggerer"], s.triggerer.replicas, s.triggerer.resources,
+            # Its log server would check requests with the API secret key, which it does not get (nor should:
+            # it runs user code); running triggers' logs reach the UI from S3 once uploaded.
+            _Part(TRIGGERER, ["triggerer", "--skip-serve-logs"], s.triggerer.replicas, s.triggerer.resources,
                   jobs_check("TriggererJob"), parses_dags=True, reads=(self.git_secret,)),
         ]
 
@@ -556,7 +559,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                 image=s.image,
                 image_pull_policy=s.image_pull_policy,
                 args=part.args,
-                env_from=self._env_from(with_secrets=True),
+                env_from=self._env_from(part.component),
                 env=self._env(part.component) or None,
                 ports=part.ports,
                 resources=kube.resource_requirements(part.resources),
@@ -567,7 +570,9 @@ class AirflowControlPlane(pulumi.ComponentResource):
         ]
         if part.parses_dags and s.git_sync.enabled:
             containers.append(self._git_sync_container(one_time=False))
-        checksum = self._checksum([self.config_map, self.secret, self.connections, self.s3_ca, *part.reads])
+        checksum = self._checksum(
+            [self.config_map, self.connections, self.s3_ca, *self._secrets_of(part.component), *part.reads]
+        )
         labels = kube.labels(s.instance, part.component, self._team_label())
         return k8s.apps.v1.Deployment(
             f"{self._name}-{part.component}",
@@ -605,7 +610,8 @@ class AirflowControlPlane(pulumi.ComponentResource):
         return {"airflow-platform/team": self._settings.team} if self._settings.team else {}
 
     def _airflow_command(self, name: str, resources, args=None, command=None) -> k8s.core.v1.ContainerArgs:
-        """A container that runs one Airflow command with the full configuration (jobs, init containers)."""
+        """A container that runs one schema-level Airflow command (jobs, init containers): the configuration
+        and the database URL, no other secret."""
         s = self._settings
         _, mounts = kube.scratch_volumes()
         return k8s.core.v1.ContainerArgs(
@@ -614,7 +620,8 @@ class AirflowControlPlane(pulumi.ComponentResource):
             image_pull_policy=s.image_pull_policy,
             args=args,
             command=command,
-            env_from=self._env_from(with_secrets=True),
+            env_from=self._env_from(MIGRATE),
+            env=self._database_url_env(),
             resources=kube.resource_requirements(resources),
             security_context=kube.restricted_container_security_context(),
             volume_mounts=mounts,
@@ -673,6 +680,8 @@ class AirflowControlPlane(pulumi.ComponentResource):
                 job_template=k8s.batch.v1.JobTemplateSpecArgs(
                     spec=k8s.batch.v1.JobSpecArgs(
                         backoff_limit=2,
+                        # A clean-up stuck on a lock would otherwise hold its pod (and quota) until someone looks.
+                        active_deadline_seconds=s.db_cleanup.deadline_seconds,
                         template=k8s.core.v1.PodTemplateSpecArgs(
                             metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(s.instance, "db-cleanup")),
                             # The migration job's account: the one that owns schema-level work.
@@ -693,7 +702,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
             name="base",
             image=s.image,
             image_pull_policy=s.image_pull_policy,
-            env_from=self._env_from(with_secrets=False),
+            env_from=self._env_from(TASK),
             env=self._env(TASK) or None,
             resources=kube.resource_requirements(s.task_pod.resources),
             security_context=kube.restricted_container_security_context(),
@@ -731,6 +740,20 @@ class AirflowControlPlane(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
+    def _closed_service(self) -> k8s.core.v1.Service:
+        """A Service that selects no pod: the Ingress sends the Execution API's path here, so the public
+        endpoint answers it with an error. Task pods reach the Execution API through the api-server Service."""
+        return k8s.core.v1.Service(
+            f"{self._name}-closed",
+            metadata=self._meta("closed", API_SERVER),
+            spec=k8s.core.v1.ServiceSpecArgs(ports=[k8s.core.v1.ServicePortArgs(name="http", port=kube.API_SERVER_PORT)]),
+            opts=self._opts(),
+        )
+
+    @property
+    def execution_api_path(self) -> str:
+        return f"{self._settings.ingress.path.rstrip('/')}/execution"
+
     def _ingress(self) -> k8s.networking.v1.Ingress | None:
         ingress = self._settings.ingress
         if not ingress.enabled:
@@ -747,21 +770,26 @@ class AirflowControlPlane(pulumi.ComponentResource):
                     k8s.networking.v1.IngressRuleArgs(
                         host=ingress.host,
                         http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            # The longest matching prefix wins, so /execution goes nowhere and the rest to the UI/API.
                             paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path=ingress.path,
-                                    path_type="Prefix",
-                                    backend=k8s.networking.v1.IngressBackendArgs(
-                                        service=k8s.networking.v1.IngressServiceBackendArgs(
-                                            name=self.service.metadata.name,
-                                            port=k8s.networking.v1.ServiceBackendPortArgs(name="http"),
-                                        )
-                                    ),
-                                )
+                                self._ingress_path(ingress.path, self.service),
+                                self._ingress_path(self.execution_api_path, self.closed),
                             ]
                         ),
                     )
                 ],
             ),
             opts=self._opts(),
+        )
+
+    @staticmethod
+    def _ingress_path(path: str, service: k8s.core.v1.Service) -> k8s.networking.v1.HTTPIngressPathArgs:
+        return k8s.networking.v1.HTTPIngressPathArgs(
+            path=path,
+            path_type="Prefix",
+            backend=k8s.networking.v1.IngressBackendArgs(
+                service=k8s.networking.v1.IngressServiceBackendArgs(
+                    name=service.metadata.name, port=k8s.networking.v1.ServiceBackendPortArgs(name="http")
+                )
+            ),
         )

@@ -28,14 +28,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from components import kube
+from components import images, kube
 
 PROJECT = kube.PROJECT
 
@@ -104,7 +106,14 @@ def _base64(value: SecretStr) -> SecretStr:
     return value
 
 
+def _pinned_image(value: str) -> str:
+    if problem := images.pinned_image_problem(value):
+        raise ValueError(problem)
+    return value
+
+
 CpuQuantity = Annotated[str, AfterValidator(_cpu)]
+PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 MemoryQuantity = Annotated[str, AfterValidator(_memory)]
 DnsLabel = Annotated[str, AfterValidator(_dns1123_label)]
 Base64Secret = Annotated[SecretStr, AfterValidator(_base64)]
@@ -191,11 +200,17 @@ class PostgresSettings(_Model):
     storage_size: MemoryQuantity = "10Gi"
     storage_class: str | None = None
     resources: Resources = Field(default_factory=lambda: resources("250m", "512Mi", "1", "1Gi"))
+    image: PinnedImage | None = Field(None, description="an exact tag or digest; unset: ours for `version`")
     pooler_instances: int = Field(1, ge=1, le=10)
+    pooler_resources: Resources = Field(default_factory=lambda: resources("100m", "128Mi", "500m", "256Mi"))
     pooler_max_client_conn: int = Field(1000, ge=10)
     pooler_default_pool_size: int = Field(25, ge=1)
     parameters: dict[str, str] = Field(default_factory=lambda: {"max_connections": "200"})
     backups: PostgresBackups = Field(default_factory=PostgresBackups)
+
+    @property
+    def image_name(self) -> str:
+        return self.image or images.postgres(self.version)
 
 
 class S3Settings(_Model):
@@ -207,6 +222,12 @@ class S3Settings(_Model):
     ca_bundle: str | None = Field(None, description="PEM CA bundle of a private S3 endpoint")
     verify_tls: bool = True
     force_destroy: bool = Field(False, description="let `pulumi destroy` delete a bucket that still holds logs")
+    log_principal: str | None = Field(
+        None, description="ARN of the log credential's user (AWS, Ceph RGW): the bucket policy confines it to the log prefix"
+    )
+    backup_principal: str | None = Field(
+        None, description="ARN of the backup credential's user: the bucket policy confines it to the backup prefix"
+    )
 
     @field_validator("endpoint_url")
     @classmethod
@@ -271,7 +292,10 @@ class GitSyncSettings(_Model):
     sub_path: str = ""
     depth: int = Field(1, ge=1)
     username: str | None = Field(None, description="user for token authentication over HTTPS")
-    image: str = "registry.k8s.io/git-sync/git-sync:v4.4.2"
+    known_hosts: str | None = Field(
+        None, description="ssh_known_hosts lines of the DAG repository's host; required with gitSyncSshKey"
+    )
+    image: PinnedImage = images.GIT_SYNC
 
     @model_validator(mode="after")
     def _repo_when_enabled(self) -> GitSyncSettings:
@@ -350,15 +374,47 @@ class PlacementSettings(_Model):
 
 
 class QuotaSettings(_Model):
-    """The namespace's ResourceQuota: one team cannot starve another."""
+    """The namespace's ResourceQuota: one team cannot starve another. Unset amounts are sized by
+    `components.capacity` from the control plane's own needs plus `concurrentTasks` task pods."""
 
     enabled: bool = True
-    requests_cpu: CpuQuantity = "16"
-    requests_memory: MemoryQuantity = "64Gi"
-    limits_cpu: CpuQuantity = "32"
-    limits_memory: MemoryQuantity = "128Gi"
-    pods: int = Field(200, ge=10)
+    concurrent_tasks: int = Field(16, ge=1, le=2000, description="task pods the quota must hold beside the control plane")
+    requests_cpu: CpuQuantity | None = None
+    requests_memory: MemoryQuantity | None = None
+    limits_cpu: CpuQuantity | None = None
+    limits_memory: MemoryQuantity | None = None
+    pods: int | None = Field(None, ge=1)
     persistent_volume_claims: int = Field(20, ge=1)
+
+
+class NetworkSettings(_Model):
+    """NetworkPolicies: the namespace denies ingress by default and allows each path by name
+    (`components.network_policies`); task pods may leave the namespace only for what is listed here."""
+
+    enabled: bool = True
+    ingress_controller_namespace: str = Field("ingress-nginx", description="namespace of the ingress controller")
+    cnpg_operator_namespace: str = Field("cnpg-system", description="namespace of the CloudNativePG operator")
+    dns_namespace: str = "kube-system"
+    task_pod_egress_cidrs: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        description="where task pods may connect outside the namespace (S3, sources, KDCs): CIDRs",
+    )
+    task_pod_egress_except: list[str] = Field(
+        default_factory=lambda: ["169.254.0.0/16"],
+        description="CIDRs carved out of taskPodEgressCidrs; the default keeps the cloud metadata service (node credentials) out",
+    )
+
+    @field_validator("task_pod_egress_cidrs", "task_pod_egress_except")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ValueError(f"'{cidr}' is not a CIDR like 10.0.0.0/8") from None
+        return value
 
 
 class LimitRangeSettings(_Model):
@@ -388,6 +444,7 @@ class DbCleanupSettings(_Model):
     retention_days: int = Field(90, ge=1)
     tables: list[str] = Field(default_factory=list, description="empty: every table db clean knows")
     skip_archive: bool = True
+    deadline_seconds: int = Field(3600, ge=60, description="a clean-up that runs longer is stopped (and retried next night)")
 
     @field_validator("schedule")
     @classmethod
@@ -419,7 +476,11 @@ class Settings(_Model):
         None, description="render every object as YAML into this directory instead of applying it to a cluster"
     )
     kubernetes_context: str | None = Field(None, description="kubeconfig context to deploy to (default: current)")
-    protect: bool = Field(False, description="protect and retain the database and the log bucket (prod)")
+    protect: bool | None = Field(
+        None,
+        description="protect and retain the database and the log bucket; unset: on every stack but dev, local "
+        "and branch environments, and only those may turn it off",
+    )
 
     airflow_image: str = Field("apache/airflow", description="image repository")
     airflow_version: str = Field("3.3.2", description="Airflow version (image tag prefix)")
@@ -447,8 +508,18 @@ class Settings(_Model):
     postgres_external_uri: SecretStr | None = _secret("database URI when postgres.mode is external")
 
     s3: S3Settings = Field(default_factory=S3Settings)
-    s3_access_key_id: SecretStr | None = _secret("S3 access key (unset: the ambient AWS credential chain)")
-    s3_secret_access_key: SecretStr | None = _secret("S3 secret key")
+    s3_access_key_id: SecretStr | None = _secret(
+        "S3 key that provisions the bucket, used by `pulumi up` only (unset: the ambient AWS credential chain)"
+    )
+    s3_secret_access_key: SecretStr | None = _secret("secret of s3AccessKeyId")
+    s3_log_access_key_id: SecretStr | None = _secret(
+        "S3 key that reads and writes the log prefix only; Airflow and task pods hold it (unset: ambient chain)"
+    )
+    s3_log_secret_access_key: SecretStr | None = _secret("secret of s3LogAccessKeyId")
+    s3_backup_access_key_id: SecretStr | None = _secret(
+        "S3 key that reads and writes the backup prefix only; PostgreSQL holds it (unset: ambient chain)"
+    )
+    s3_backup_secret_access_key: SecretStr | None = _secret("secret of s3BackupAccessKeyId")
 
     kerberos: KerberosSettings = Field(default_factory=KerberosSettings)
     kerberos_keytab: Base64Secret | None = _secret("the instance's keytab, base64")
@@ -464,6 +535,7 @@ class Settings(_Model):
 
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
     limit_range: LimitRangeSettings = Field(default_factory=LimitRangeSettings)
     db_cleanup: DbCleanupSettings = Field(default_factory=DbCleanupSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
@@ -471,7 +543,24 @@ class Settings(_Model):
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )
 
+    # The stack this config belongs to: protection and login rules depend on it, not on the instance name.
+    _stack: str = PrivateAttr("")
+
     # --- derived facts -------------------------------------------------------------------------------------
+
+    @property
+    def stack(self) -> str:
+        return self._stack or self.instance
+
+    @property
+    def disposable(self) -> bool:
+        from policy.rules import is_disposable_stack
+
+        return is_disposable_stack(self.stack)
+
+    @property
+    def protected(self) -> bool:
+        return self.protect if self.protect is not None else not self.disposable
 
     @property
     def kubernetes_namespace(self) -> str:
@@ -505,10 +594,12 @@ class Settings(_Model):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> Settings:
+    def _consistent(self, info: ValidationInfo) -> Settings:
         from components.log_bucket import bucket_name_errors
+        from components.stack_rules import security_problems
 
-        problems: list[tuple[str, str]] = []
+        self._stack = (info.context or {}).get("stack") or ""
+        problems: list[tuple[str, str]] = list(security_problems(self))
         for problem in kube.name_length_problems(self.instance, self.airflow_version):
             problems.append(("instance", problem))
         if self.s3.bucket is None:
@@ -606,11 +697,12 @@ def _key_path(location: tuple, secret_fields: set[str]) -> tuple[str, bool]:
     return ".".join([alias, *(to_camel(p) if not p.isdigit() else p for p in parts[1:])]), is_secret
 
 
-def parse_settings(raw: dict[str, Any]) -> Settings:
-    """Validate raw config values (key → value as decoded from the stack file); raise one ConfigError."""
+def parse_settings(raw: dict[str, Any], stack: str | None = None) -> Settings:
+    """Validate raw config values (key → value as decoded from the stack file) of `stack` (default: the
+    instance name); raise one ConfigError."""
     secret_fields = {name for name, field in Settings.model_fields.items() if field.alias in secret_keys()}
     try:
-        return Settings.model_validate(raw)
+        return Settings.model_validate(raw, context={"stack": stack})
     except ValidationError as error:
         problems = []
         for item in error.errors(include_url=False):
@@ -691,7 +783,7 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         if namespace == PROJECT and key not in keys:
             problems.append(f"{full_key}: unknown key{_suggestion(key, sorted(keys))}")
     try:
-        settings = parse_settings(raw)
+        settings = parse_settings(raw, stack=pulumi.get_stack())
     except ConfigError as error:
         problems += error.problems
     if problems:
@@ -776,5 +868,12 @@ if __name__ == "__main__":
     text = readme.read_text()
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
-        readme.write_text(f"{head}{begin}\n{config_reference_markdown()}\n{end}{rest.split(end, 1)[1]}")
+        text = f"{head}{begin}\n{config_reference_markdown()}\n{end}{rest.split(end, 1)[1]}"
+    from components.capacity import stacks_capacity_markdown
+
+    begin, end = "<!-- capacity:begin -->", "<!-- capacity:end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = f"{head}{begin}\n{stacks_capacity_markdown()}\n{end}{rest.split(end, 1)[1]}"
+    readme.write_text(text)
     sys.stdout.write("Pulumi.yaml and README.md regenerated from components/config.py\n")

@@ -10,9 +10,12 @@ instances, the Barman Cloud sidecar the plugin injects into each instance when b
 pods. Not counted: Jobs and CronJobs (they finish), task pods (one per running task, sized by `taskPod`).
 
 A container that declares nothing still reserves something: the namespace's LimitRange gives it the default
-request and limit at admission. CloudNativePG's Pooler pods and the Barman Cloud sidecar are such containers
-unless their own spec says otherwise, so leaving LimitRange defaults out undercounts a small instance by a
-quarter.
+request and limit at admission. CloudNativePG's Pooler pods and the Barman Cloud sidecar were such containers
+until their specs sized them (a quarter of dev's requests came from the defaults); `from_manifests` still
+applies the rule, so a container that loses its size shows up in the cross-check.
+
+`components.capacity` answers a different question with the same sizes: what the ResourceQuota must hold
+(surge pods of a rolling update, the migration and clean-up Jobs, concurrent task pods). This is the steady state.
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from components import kube
 from components.config import Settings, cpu_cores, memory_bytes
 
 GIB = 2**30
 HOURS_PER_MONTH = 730  # what cloud price lists use
 
-# Sizes the program writes literally (components/airflow_control_plane.py); the cross-check test keeps them in step.
-GIT_SYNC = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}}
 BARMAN_SIDECAR = "plugin-barman-cloud"
 
 
@@ -139,8 +141,9 @@ def container(workload: str, name: str, resources: dict | None, defaults: Defaul
     return Container(workload, name, Size(**values["requests"]), Size(**values["limits"]), defaulted)
 
 
-def _resources(section) -> dict:
-    return section.model_dump() if hasattr(section, "model_dump") else section
+def _resources(sized) -> dict:
+    """A settings `Resources` or a `kube.Sized` as a container's `resources`."""
+    return {part: {"cpu": getattr(sized, part).cpu, "memory": getattr(sized, part).memory} for part in ("requests", "limits")}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ def footprint(settings: Settings) -> Footprint:
     def airflow(workload: str, section, sidecar: bool) -> Pod:
         containers = [container(workload, workload, _resources(section.resources), defaults)]
         if sidecar:
-            containers.append(container(workload, "git-sync", GIT_SYNC, defaults))
+            containers.append(container(workload, "git-sync", _resources(kube.GIT_SYNC_RESOURCES), defaults))
         return Pod(workload, section.replicas, tuple(containers))
 
     pods = [
@@ -172,10 +175,10 @@ def footprint(settings: Settings) -> Footprint:
     if pg.mode == "cnpg":
         instance = [container("postgres", "postgres", _resources(pg.resources), defaults)]
         if pg.backups.enabled:
-            instance.append(container("postgres", BARMAN_SIDECAR, None, defaults))
+            instance.append(container("postgres", BARMAN_SIDECAR, _resources(kube.BARMAN_SIDECAR_RESOURCES), defaults))
         pods.append(Pod("postgres", pg.instances, tuple(instance)))
-        # The Pooler declares no pod template, so PgBouncer runs with the LimitRange defaults.
-        pods.append(Pod("pgbouncer", pg.pooler_instances, (container("pgbouncer", "pgbouncer", None, defaults),)))
+        pooler = container("pgbouncer", "pgbouncer", _resources(pg.pooler_resources), defaults)
+        pods.append(Pod("pgbouncer", pg.pooler_instances, (pooler,)))
     return Footprint(pods)
 
 

@@ -8,17 +8,24 @@ Automation API inline program (`engine.py`), so both paths run exactly this code
               ├─ WorkerRBAC ─────────── service accounts ──────┐
               ├─ LogBucket ──── s3:// URL, log connection ─────┤
               │      └───── backup destination ─ PostgresCluster ── pooler URL ─┤
-              └─ KerberosKeytab ─── volumes, mounts, env ──────┴─> AirflowControlPlane
+              ├─ KerberosKeytab ─── volumes, mounts, env ──────┴─> AirflowControlPlane
+              └─ NetworkPolicies (default-deny ingress, one policy per allowed path)
+
+Three S3 credentials, one per job: `s3AccessKeyId` provisions the bucket and is used by `pulumi up` alone;
+`s3LogAccessKeyId` goes into the log connection (Airflow and task pods); `s3BackupAccessKeyId` goes to
+PostgreSQL's backups. None falls back to another.
 """
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import capacity
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs, KerberosMounts
 from components.config import load_settings, secret_output
 from components.footprint import stack_outputs
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
 from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
 from components.log_bucket import LogBucket, LogBucketArgs
+from components.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from components.postgres_cluster import BackupDestination, PostgresCluster, PostgresClusterArgs
 from components.worker_rbac import KERBEROS, WorkerRBAC, WorkerRBACArgs
 
@@ -37,9 +44,10 @@ def airflow_instance() -> None:
         enable_secret_mutable=True,
     )
     on_cluster = pulumi.ResourceOptions(providers=[kubernetes])
-    # The database and the bucket hold what cannot be recreated: prod stacks protect and retain them.
+    # The database and the bucket hold what cannot be recreated: every stack but a disposable one protects
+    # and retains them.
     stateful = pulumi.ResourceOptions.merge(
-        on_cluster, pulumi.ResourceOptions(protect=settings.protect, retain_on_delete=settings.protect)
+        on_cluster, pulumi.ResourceOptions(protect=settings.protected, retain_on_delete=settings.protected)
     )
 
     namespace = InstanceNamespace(
@@ -49,7 +57,7 @@ def airflow_instance() -> None:
             name=settings.kubernetes_namespace,
             create=settings.create_namespace,
             team=settings.team,
-            quota=settings.quota,
+            quota=capacity.quota_hard(settings) if settings.quota.enabled else None,
             limit_range=settings.limit_range,
         ),
         opts=on_cluster,
@@ -78,6 +86,11 @@ def airflow_instance() -> None:
             retention_days=settings.s3.retention_days,
             access_key_id=s3_access_key_id,
             secret_access_key=s3_secret_access_key,
+            log_access_key_id=secret_output(settings.s3_log_access_key_id),
+            log_secret_access_key=secret_output(settings.s3_log_secret_access_key),
+            log_principal=settings.s3.log_principal,
+            backup_principal=settings.s3.backup_principal,
+            backup_prefix=settings.postgres.backups.prefix,
             ca_bundle=settings.s3.ca_bundle,
             verify_tls=settings.s3.verify_tls,
             force_destroy=settings.s3.force_destroy,
@@ -100,8 +113,8 @@ def airflow_instance() -> None:
                 region=settings.s3.region,
                 endpoint_url=settings.s3.endpoint_url,
                 ca_bundle=settings.s3.ca_bundle,
-                access_key_id=s3_access_key_id,
-                secret_access_key=s3_secret_access_key,
+                access_key_id=secret_output(settings.s3_backup_access_key_id),
+                secret_access_key=secret_output(settings.s3_backup_secret_access_key),
             ),
         ),
         opts=stateful,
@@ -147,6 +160,20 @@ def airflow_instance() -> None:
         ),
         opts=on_cluster,
     )
+
+    if settings.network.enabled:
+        NetworkPolicies(
+            instance,
+            NetworkPoliciesArgs(
+                instance=instance,
+                namespace=namespace.name,
+                settings=settings.network,
+                ingress_enabled=settings.ingress.enabled,
+                postgres_cluster=database.cluster_name,
+                pooler=database.pooler_name,
+            ),
+            opts=on_cluster,
+        )
 
     pulumi.export("url", airflow.url)
     pulumi.export("namespace", namespace.name)

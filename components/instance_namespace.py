@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import LimitRangeSettings, QuotaSettings
+from components.config import LimitRangeSettings
 
 POD_SECURITY_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
@@ -30,7 +30,8 @@ class InstanceNamespaceArgs:
     # False: the namespace exists already (made by a platform team); we only place objects in it.
     create: bool = True
     team: str | None = None
-    quota: QuotaSettings | None = None
+    # The ResourceQuota's `hard` amounts (components.capacity sizes them); None: no quota.
+    quota: dict[str, str] | None = None
     limit_range: LimitRangeSettings | None = None
 
 
@@ -53,7 +54,7 @@ class InstanceNamespace(pulumi.ComponentResource):
             self.name = self.namespace.metadata.name
         else:
             self.name = pulumi.Output.from_input(args.name)
-        self.quota = self._quota(args) if args.quota and args.quota.enabled else None
+        self.quota = self._quota(args) if args.quota else None
         self.limit_range = self._limit_range(args) if args.limit_range and args.limit_range.enabled else None
         self.register_outputs({"name": self.name})
 
@@ -61,20 +62,10 @@ class InstanceNamespace(pulumi.ComponentResource):
         return kube.object_meta(args.instance, "namespace", self.name, kube.resource_name(args.instance, role))
 
     def _quota(self, args: InstanceNamespaceArgs) -> k8s.core.v1.ResourceQuota:
-        quota = args.quota
         return k8s.core.v1.ResourceQuota(
             f"{self._name}-quota",
             metadata=self._meta(args, "quota"),
-            spec=k8s.core.v1.ResourceQuotaSpecArgs(
-                hard={
-                    "requests.cpu": quota.requests_cpu,
-                    "requests.memory": quota.requests_memory,
-                    "limits.cpu": quota.limits_cpu,
-                    "limits.memory": quota.limits_memory,
-                    "pods": str(quota.pods),
-                    "persistentvolumeclaims": str(quota.persistent_volume_claims),
-                }
-            ),
+            spec=k8s.core.v1.ResourceQuotaSpecArgs(hard=dict(args.quota)),
             opts=pulumi.ResourceOptions(parent=self),
         )
 

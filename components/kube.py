@@ -8,6 +8,7 @@ cannot drift apart (the official chart's templates famously do).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pulumi_kubernetes as k8s
 
@@ -21,6 +22,18 @@ AIRFLOW_HOME = "/opt/airflow"
 API_SERVER_PORT = 8080
 SCHEDULER_HEALTH_PORT = 8974
 POSTGRES_PORT = 5432
+# git-sync's HTTP endpoint: `/` answers 200 once the repository has synced, the probes' target.
+GIT_SYNC_HTTP_PORT = 8162
+DNS_PORT = 53
+# What CloudNativePG's operator reaches on an instance pod besides PostgreSQL: the instance manager's status.
+CNPG_STATUS_PORT = 8000
+
+# The labels CloudNativePG puts on the pods it makes (the instances, their jobs and the pooler's pods).
+CNPG_CLUSTER_LABEL = "cnpg.io/cluster"
+CNPG_POD_ROLE_LABEL = "cnpg.io/podRole"
+CNPG_POOLER_LABEL = "cnpg.io/poolerName"
+# The label every namespace carries with its own name (Kubernetes >= 1.22).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 MAX_NAME_LENGTH = 63
 # A CronJob's name is capped lower because the controller appends an 11-character suffix to its Jobs.
@@ -41,6 +54,9 @@ ROLES = (
     "krb5-ccache",
     "config",
     "secrets",
+    "jwt",
+    "api-key",
+    "closed",
     "connections",
     "pod-template",
     "webserver-config",
@@ -54,6 +70,15 @@ ROLES = (
     "pgbouncer",
     "quota",
     "limits",
+    # NetworkPolicies (components.network_policies)
+    "deny-ingress",
+    "api-from-tasks",
+    "api-from-ingress",
+    "pool-from-airflow",
+    "pg-from-pool",
+    "pg-from-cluster",
+    "pg-from-operator",
+    "task-egress",
 )
 CRONJOB_ROLES = ("cleanup",)
 # CloudNativePG derives Services, Secrets and pods from the Cluster name (`<instance>-pg`); the longest
@@ -152,11 +177,45 @@ def restricted_pod_security_context(
     )
 
 
-def resource_requirements(resources) -> k8s.core.v1.ResourceRequirementsArgs:
-    """Requests and limits from a settings `Resources` (both are always set: see seed 002's OOMKilled pods)."""
+@dataclass(frozen=True)
+class _Quantities:
+    cpu: str
+    memory: str
+
+
+@dataclass(frozen=True)
+class Sized:
+    """The shape of a settings `Resources`, for containers whose size is ours rather than the stack's."""
+
+    requests: _Quantities
+    limits: _Quantities
+
+
+def sized(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Sized:
+    return Sized(_Quantities(cpu, memory), _Quantities(cpu_limit, memory_limit))
+
+
+GIT_SYNC_RESOURCES = sized("10m", "64Mi", "200m", "256Mi")
+COPY_FILE_RESOURCES = sized("10m", "16Mi", "100m", "64Mi")
+# The Barman Cloud plugin's sidecar in every PostgreSQL pod; unsized, the LimitRange's defaults would apply.
+BARMAN_SIDECAR_RESOURCES = sized("50m", "128Mi", "500m", "512Mi")
+
+# Ephemeral storage (request, limit): without a limit one pod filling its node's disk evicts its neighbours.
+# An Airflow container writes /tmp (1Gi) and its logs (2Gi) into emptyDirs, which count against the pod.
+AIRFLOW_EPHEMERAL_STORAGE = ("256Mi", "4Gi")
+SMALL_EPHEMERAL_STORAGE = ("16Mi", "128Mi")
+# git-sync checks the repository out into the `dags` emptyDir, capped at DAGS_VOLUME_LIMIT.
+DAGS_VOLUME_LIMIT = "2Gi"
+GIT_SYNC_EPHEMERAL_STORAGE = ("64Mi", "3Gi")
+
+
+def resource_requirements(resources, ephemeral_storage=AIRFLOW_EPHEMERAL_STORAGE) -> k8s.core.v1.ResourceRequirementsArgs:
+    """Requests and limits from a settings `Resources` (both are always set: see seed 002's OOMKilled pods),
+    with ephemeral storage."""
+    request, limit = ephemeral_storage
     return k8s.core.v1.ResourceRequirementsArgs(
-        requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory},
-        limits={"cpu": resources.limits.cpu, "memory": resources.limits.memory},
+        requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory, "ephemeral-storage": request},
+        limits={"cpu": resources.limits.cpu, "memory": resources.limits.memory, "ephemeral-storage": limit},
     )
 
 

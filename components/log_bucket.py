@@ -53,6 +53,7 @@ _UPDATE_KEYS = (
     "access_key_id",
     "secret_access_key",
     "provider_version",
+    "bucket_policy",
 )
 _SECRET_KEYS = ("access_key_id", "secret_access_key")
 
@@ -71,6 +72,7 @@ _MD5_OPERATIONS = frozenset(
         "PutBucketEncryption",
         "PutPublicAccessBlock",
         "PutBucketTagging",
+        "PutBucketPolicy",
     }
 )
 
@@ -204,7 +206,7 @@ def _norm(key: str, value: Any) -> Any:
         return _as_bool(value, False)
     if key == "verify_tls":
         return _as_bool(value, True)
-    return _opt_str(value)  # ca_bundle, access_key_id, secret_access_key, provider_version
+    return _opt_str(value)  # ca_bundle, access_key_id, secret_access_key, provider_version, bucket_policy
 
 
 def _settings(props: dict[str, Any], id_: str | None = None) -> dict[str, Any]:
@@ -245,7 +247,7 @@ def _outputs(settings: dict[str, Any], unsupported: list[str]) -> dict[str, Any]
         "public_access_block": "public_access_block" not in unsupported,
         "unsupported_features": sorted(unsupported),
     }
-    for key in ("endpoint_url", "ca_bundle", "provider_version"):
+    for key in ("endpoint_url", "ca_bundle", "provider_version", "bucket_policy"):
         if settings[key] is not None:
             outs[key] = settings[key]
     for key in _SECRET_KEYS:
@@ -402,6 +404,10 @@ def _apply_settings(s3: Any, settings: dict[str, Any]) -> list[str]:
         ),
         unsupported,
     )
+    if settings["bucket_policy"]:
+        # Holds the log and backup credentials to their prefixes (components.s3_access). Left alone when
+        # unset: a policy the platform team put there is theirs.
+        _optional("bucket_policy", lambda: s3.put_bucket_policy(Bucket=bucket, Policy=settings["bucket_policy"]), unsupported)
     if settings["tags"]:
         s3.put_bucket_tagging(
             Bucket=bucket,
@@ -721,9 +727,17 @@ class LogBucketArgs:
     endpoint_url: str | None = None
     log_prefix: str = "logs"
     retention_days: int = 30
-    # Unset: the default credential chain (IRSA / instance role) both here and in Airflow.
+    # The provisioning credential, used here (by `pulumi up`) and nowhere else. Unset: the default chain.
     access_key_id: pulumi.Input[str] | None = None
     secret_access_key: pulumi.Input[str] | None = None
+    # The log credential, which goes into the connection Airflow and task pods use. Unset: the default chain
+    # (IRSA / instance role) in the pods; never the provisioning credential.
+    log_access_key_id: pulumi.Input[str] | None = None
+    log_secret_access_key: pulumi.Input[str] | None = None
+    # The users the bucket policy holds to the log and backup prefixes (components.s3_access).
+    log_principal: str | None = None
+    backup_principal: str | None = None
+    backup_prefix: str = "postgres"
     ca_bundle: str | None = None
     verify_tls: bool = True
     tags: dict[str, str] = field(default_factory=dict)
@@ -775,6 +789,7 @@ class LogBucket(pulumi.ComponentResource):
                 "access_key_id": access_key_id,
                 "secret_access_key": secret_access_key,
                 "provider_version": _provider_version(),
+                "bucket_policy": _policy_text(args),
             },
             pulumi.ResourceOptions(
                 parent=self,
@@ -810,7 +825,7 @@ class LogBucket(pulumi.ComponentResource):
             return conn
 
         self.connection = pulumi.Output.secret(
-            pulumi.Output.all(login=access_key_id, password=secret_access_key).apply(connection)
+            pulumi.Output.all(login=args.log_access_key_id, password=args.log_secret_access_key).apply(connection)
         )
 
         self.register_outputs(
@@ -821,3 +836,14 @@ class LogBucket(pulumi.ComponentResource):
                 "connection": self.connection,
             }
         )
+
+
+def _policy_text(args: LogBucketArgs) -> str | None:
+    import json
+
+    from components.s3_access import bucket_policy
+
+    policy = bucket_policy(
+        args.bucket_name, args.log_prefix, args.backup_prefix, args.log_principal, args.backup_principal
+    )
+    return None if policy is None else json.dumps(policy, sort_keys=True)

@@ -23,7 +23,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import kube
+from components import images, kube
 from components.config import PlacementSettings, PostgresSettings
 
 DATABASE = "airflow"
@@ -34,7 +34,8 @@ COMPONENT = "database"
 
 @dataclass
 class BackupDestination:
-    """Where WAL and base backups go: the instance's bucket under a prefix of their own."""
+    """Where WAL and base backups go: the instance's bucket under a prefix of their own, written with a
+    credential of their own (never the one that provisions the bucket, never the one task pods hold)."""
 
     bucket: pulumi.Input[str]
     prefix: str
@@ -68,7 +69,9 @@ class PostgresCluster(pulumi.ComponentResource):
         self._args = args
         # Children inherit `protect` from a component but not `retain_on_delete`: pass it on explicitly.
         self._retain_on_delete = bool(opts and opts.retain_on_delete)
-        self.cluster = self.pooler = self.object_store = self.scheduled_backup = None
+        # The names CloudNativePG labels its pods with (None in external mode: nothing runs here).
+        self.cluster_name = self.pooler_name = None
+        self.cluster = self.pooler = self.pooler_budget = self.object_store = self.scheduled_backup = None
         if args.settings.mode == "external":
             self._use_external(args.external_uri)
         else:
@@ -104,8 +107,8 @@ class PostgresCluster(pulumi.ComponentResource):
 
     def _create_cluster(self) -> None:
         args, settings = self._args, self._args.settings
-        cluster_name = kube.resource_name(args.instance, "pg")
-        pooler_name = kube.resource_name(args.instance, "pgbouncer")
+        self.cluster_name = cluster_name = kube.resource_name(args.instance, "pg")
+        self.pooler_name = pooler_name = kube.resource_name(args.instance, "pgbouncer")
 
         password = random.RandomPassword(
             f"{self._name}-password",
@@ -124,9 +127,9 @@ class PostgresCluster(pulumi.ComponentResource):
 
         spec: dict = {
             "instances": settings.instances,
-            "imageName": f"ghcr.io/cloudnative-pg/postgresql:{settings.version}",
+            "imageName": settings.image_name,
             "storage": {"size": settings.storage_size, **_optional("storageClass", settings.storage_class)},
-            "resources": _resources(settings),
+            "resources": _resources(settings.resources),
             "postgresql": {"parameters": dict(settings.parameters)},
             "bootstrap": {
                 "initdb": {"database": DATABASE, "owner": OWNER, "secret": {"name": credentials.metadata.name}}
@@ -179,6 +182,7 @@ class PostgresCluster(pulumi.ComponentResource):
                 "cluster": {"name": cluster_name},
                 "instances": settings.pooler_instances,
                 "type": "rw",
+                "template": self._pooler_template(pooler_name),
                 "pgbouncer": {
                     "poolMode": "transaction",
                     "parameters": {
@@ -189,6 +193,17 @@ class PostgresCluster(pulumi.ComponentResource):
             },
             opts=self._child(depends_on=[self.cluster]),
         )
+        if settings.pooler_instances > 1:
+            # Two PgBouncers that one node drain can take down together are one PgBouncer.
+            self.pooler_budget = k8s.policy.v1.PodDisruptionBudget(
+                f"{self._name}-pooler",
+                metadata=self._meta("pgbouncer"),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1,
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels={kube.CNPG_POOLER_LABEL: pooler_name}),
+                ),
+                opts=self._child(),
+            )
         if self.object_store is not None:
             self.scheduled_backup = k8s.apiextensions.CustomResource(
                 f"{self._name}-daily-backup",
@@ -215,6 +230,40 @@ class PostgresCluster(pulumi.ComponentResource):
                 lambda parts: f"postgresql://{OWNER}:{quote(parts[1], safe='')}@{parts[0]}:{kube.POSTGRES_PORT}/{DATABASE}"
             )
         )
+
+    def _pooler_template(self, pooler_name: str) -> dict:
+        """Sized, pinned and spread PgBouncer pods; CloudNativePG merges this into the pods it makes."""
+        args = self._args
+        placement = {
+            **_optional("nodeSelector", dict(args.placement.node_selector) or None),
+            **_optional("tolerations", [t.model_dump(exclude_none=True) for t in args.placement.tolerations] or None),
+        }
+        return {
+            "metadata": {"labels": kube.labels(args.instance, COMPONENT)},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "pgbouncer",
+                        "image": images.PGBOUNCER,
+                        "resources": _resources(args.settings.pooler_resources, kube.SMALL_EPHEMERAL_STORAGE),
+                    }
+                ],
+                "affinity": {
+                    "podAntiAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 100,
+                                "podAffinityTerm": {
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "labelSelector": {"matchLabels": {kube.CNPG_POOLER_LABEL: pooler_name}},
+                                },
+                            }
+                        ]
+                    }
+                },
+                **placement,
+            },
+        }
 
     def _object_store(self, backup: BackupDestination) -> k8s.apiextensions.CustomResource:
         settings = self._args.settings.backups
@@ -249,7 +298,14 @@ class PostgresCluster(pulumi.ComponentResource):
             api_version="barmancloud.cnpg.io/v1",
             kind="ObjectStore",
             metadata=self._meta("pg-backups"),
-            spec={"retentionPolicy": f"{settings.retention_days}d", "configuration": configuration},
+            spec={
+                "retentionPolicy": f"{settings.retention_days}d",
+                "configuration": configuration,
+                # Unsized, the plugin's sidecar in every PostgreSQL pod would get the LimitRange's defaults.
+                "instanceSidecarConfiguration": {
+                    "resources": _resources(kube.BARMAN_SIDECAR_RESOURCES, kube.SMALL_EPHEMERAL_STORAGE)
+                },
+            },
             opts=self._child(),
         )
 
@@ -258,6 +314,6 @@ def _optional(key: str, value) -> dict:
     return {} if value is None else {key: value}
 
 
-def _resources(settings: PostgresSettings) -> dict:
-    requirements = kube.resource_requirements(settings.resources)
+def _resources(resources, ephemeral_storage=kube.AIRFLOW_EPHEMERAL_STORAGE) -> dict:
+    requirements = kube.resource_requirements(resources, ephemeral_storage)
     return {"requests": requirements.requests, "limits": requirements.limits}

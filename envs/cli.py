@@ -45,6 +45,9 @@ NAVBAR_COLOR = "#f0ad4e"  # orange: neither dev's green nor prod's red
 SECRET_ENV = {
     "s3AccessKeyId": "AIRFLOW_PLATFORM_S3_ACCESS_KEY_ID",
     "s3SecretAccessKey": "AIRFLOW_PLATFORM_S3_SECRET_ACCESS_KEY",
+    # The log key goes into the branch's pods; the provisioning key above never does.
+    "s3LogAccessKeyId": "AIRFLOW_PLATFORM_S3_LOG_ACCESS_KEY_ID",
+    "s3LogSecretAccessKey": "AIRFLOW_PLATFORM_S3_LOG_SECRET_ACCESS_KEY",
     "gitSyncToken": "AIRFLOW_PLATFORM_GIT_SYNC_TOKEN",
     "gitSyncSshKey": "AIRFLOW_PLATFORM_GIT_SYNC_SSH_KEY",
 }
@@ -89,10 +92,6 @@ def dev_template() -> dict[str, Any]:
         },
         "s3": {"forceDestroy": True, "retentionDays": 3},
         "auth": {"mode": "simple"},
-        # What a container declaring nothing reserves; here that is PgBouncer (about 10 MB resident, a few
-        # millicores at a branch's load), which the default 250m / 512Mi made a fifth of the branch's
-        # footprint. Limits stay the defaults, so a KubernetesPodOperator pod without resources keeps 1Gi.
-        "limitRange": {"defaultRequest": {"cpu": "50m", "memory": "64Mi"}},
     }
 
 

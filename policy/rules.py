@@ -148,16 +148,25 @@ def pod_security_restricted(resource: Checked) -> list[str]:
 
 
 def pinned_image_tags(resource: Checked) -> list[str]:
-    """Every container image names a tag (not `latest`) or a digest."""
+    """Every container image, and the image a CloudNativePG Cluster or Pooler runs, is an exact version
+    (`17.6`, `v4.4.2`, `3.3.2-python3.12`) or a digest: a tag like `17` or `v4` moves under a running stack."""
+    images = [(what, container.get("image")) for what, container in containers(pod_spec(resource))]
+    if resource.type == "kubernetes:postgresql.cnpg.io/v1:Cluster":
+        images.append(("spec.imageName", _get(resource.props, "spec", "imageName")))
+    if resource.type == "kubernetes:postgresql.cnpg.io/v1:Pooler":
+        template = _get(resource.props, "spec", "template", "spec")
+        images += [(what, c.get("image")) for what, c in containers(template) if "image" in c]
     problems = []
-    for what, container in containers(pod_spec(resource)):
-        image = container.get("image")
+    for what, image in images:
         if image is UNKNOWN:
             continue
         problem = image_tag_problem(image)
         if problem:
             problems.append(f"{_workload(resource)}: {what} {problem}")
     return problems
+
+
+_EXACT_VERSION = re.compile(r"\d+\.\d+")
 
 
 def image_tag_problem(image: Any) -> str | None:
@@ -171,6 +180,8 @@ def image_tag_problem(image: Any) -> str | None:
     tag = last.rsplit(":", 1)[1]
     if not tag or tag.lower() == "latest":
         return f"image '{image}' uses the tag 'latest'; pin a version"
+    if not _EXACT_VERSION.search(tag):
+        return f"image '{image}' has the floating tag '{tag}'; pin an exact version (e.g. 17.6) or a digest"
     return None
 
 
@@ -236,24 +247,31 @@ def no_secrets_in_configmaps(resource: Checked) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Protection of stateful resources on prod
+# Protection of stateful resources on every long-lived stack
 
 STATEFUL_TYPES = {
     "kubernetes:postgresql.cnpg.io/v1:Cluster": "the CloudNativePG database cluster",
     "pulumi-python:dynamic:S3Bucket": "the log bucket",
 }
+# The only stacks whose data may be thrown away: a developer's `dev` and `local`, and branch environments
+# (`br-<slug>-<hash>`, named by envs/naming.py from this prefix). A team's stack is as precious as prod.
+DISPOSABLE_STACKS = ("dev", "local")
+BRANCH_STACK_PREFIX = "br-"
 
 
-def is_prod_stack(stack: str) -> bool:
-    return stack == "prod" or stack.startswith("prod-")
+def is_disposable_stack(stack: str) -> bool:
+    return stack in DISPOSABLE_STACKS or stack.startswith(BRANCH_STACK_PREFIX)
 
 
-def prod_stateful_protected(resource: Checked) -> list[str]:
-    """On `prod` and `prod-*` stacks the database and the log bucket must be protected."""
+def stateful_protected(resource: Checked) -> list[str]:
+    """On every stack but the disposable ones the database and the log bucket must be protected."""
     what = STATEFUL_TYPES.get(resource.type)
-    if what is None or not is_prod_stack(resource.stack) or resource.protect:
+    if what is None or is_disposable_stack(resource.stack) or resource.protect:
         return []
-    return [f"{what} '{resource.name}' on prod stack '{resource.stack}' must be protected (set protect: true)"]
+    return [
+        f"{what} '{resource.name}' on long-lived stack '{resource.stack}' must be protected (set protect: true); "
+        f"only {', '.join(DISPOSABLE_STACKS)} and branch environments ({BRANCH_STACK_PREFIX}*) are disposable"
+    ]
 
 
 RULES: dict[str, tuple[Callable[[Checked], list[str]], str]] = {
@@ -267,11 +285,15 @@ RULES: dict[str, tuple[Callable[[Checked], list[str]], str]] = {
         no_secrets_in_configmaps,
         "ConfigMaps hold no passwords, tokens, keys or credential URLs (CA certificates are fine).",
     ),
-    "prod-stateful-protected": (
-        prod_stateful_protected,
-        "On prod stacks the database cluster and the log bucket are protected against deletion.",
+    "stateful-protected": (
+        stateful_protected,
+        "On every stack but dev, local and branch environments the database cluster and the log bucket are "
+        "protected against deletion.",
     ),
-    "pinned-image-tags": (pinned_image_tags, "Every container image has a tag other than 'latest', or a digest."),
+    "pinned-image-tags": (
+        pinned_image_tags,
+        "Every container image, and the database's and pooler's, is an exact version or a digest.",
+    ),
 }
 
 

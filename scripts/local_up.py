@@ -40,11 +40,21 @@ def _alive(pid_file: Path) -> bool:
         return False
 
 
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1)
+        return True
+    except OSError:
+        return False
+
+
 def s3_endpoint() -> tuple[str, bool]:
     """The local S3 endpoint's URL, and whether it was started just now (so it is empty)."""
     pid_file, port_file = LOCAL / "moto.pid", LOCAL / "moto.port"
     if pid_file.exists() and port_file.exists() and _alive(pid_file):
-        return f"http://127.0.0.1:{port_file.read_text().strip()}", False
+        url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        if _answers(url):  # a live pid alone could be another process by now
+            return url, False
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -58,11 +68,9 @@ def s3_endpoint() -> tuple[str, bool]:
     port_file.write_text(str(port))
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
+        if _answers(url):
             return url, True
-        except OSError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise SystemExit(f"local-up: the local S3 endpoint did not start; see {LOCAL / 'moto.log'}")
 
 
@@ -82,8 +90,10 @@ def main() -> int:
     stack.set_config("s3.endpointUrl", _plain(endpoint), path=True)
     stack.set_config("s3.forceDestroy", _plain("true"), path=True)
     stack.set_config("postgres.backups.enabled", _plain("true"), path=True)
-    stack.set_config("s3AccessKeyId", _secret("local-access-key"))
-    stack.set_config("s3SecretAccessKey", _secret("local-secret-key"))
+    # One key per job, as on a real store (the local endpoint accepts any): provisioning, logs, backups.
+    for job in ("", "Log", "Backup"):
+        stack.set_config(f"s3{job}AccessKeyId", _secret(f"local-{job.lower() or 'provisioning'}-access-key"))
+        stack.set_config(f"s3{job}SecretAccessKey", _secret(f"local-{job.lower() or 'provisioning'}-secret-key"))
 
     say(f"pulumi up of the '{STACK}' stack (inline program, file backend {LOCAL / 'state'})")
     os.umask(0o077)  # rendered Secrets hold plain text

@@ -140,10 +140,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.project, self.stack = project, stack
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        # The SDK's mock builds URNs from settings it reads on an executor thread, where (since pulumi 3.2xx)
-        # they are the defaults "stack" and "project"; the policy pack reads the stack from the URN.
-        urn = super().make_urn(parent, type_, name)
-        return urn.replace("urn:pulumi:stack::project::", f"urn:pulumi:{self.stack}::{self.project}::", 1)
+        # The SDK's mock builds URNs from settings it reads on an executor thread, where they are the defaults
+        # ("stack", "project") or whatever an inline program run earlier in this process left there; the policy
+        # pack reads the stack from the URN.
+        rest = super().make_urn(parent, type_, name).split("::", 2)[2]
+        return f"urn:pulumi:{self.stack}::{self.project}::{rest}"
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)

@@ -16,6 +16,11 @@ KEYTAB_B64 = base64.b64encode(b"\x05\x02 a keytab for tests").decode()
 TEST_SECRETS = {
     "s3AccessKeyId": "AKIA-TEST-ACCESS-KEY",
     "s3SecretAccessKey": "s3-secret-key-must-not-leak",
+    # One credential per job: the log key (task pods hold it) and the backup key (PostgreSQL holds it).
+    "s3LogAccessKeyId": "AKIA-TEST-LOG-KEY",
+    "s3LogSecretAccessKey": "s3-log-secret-must-not-leak",
+    "s3BackupAccessKeyId": "AKIA-TEST-BACKUP-KEY",
+    "s3BackupSecretAccessKey": "s3-backup-secret-must-not-leak",
     "authOidcClientSecret": "oidc-client-secret-must-not-leak",
 }
 

@@ -34,8 +34,8 @@ def test_defaults_make_a_complete_dev_instance():
 
 
 def test_instance_defaults_to_the_stack_name():
-    run = run_stack({}, stack="team-a")
-    assert run.exports["namespace"] == "airflow-team-a"
+    run = run_stack({}, stack="br-team-a")
+    assert run.exports["namespace"] == "airflow-br-team-a"
 
 
 def test_one_error_names_every_bad_key_its_value_and_what_is_allowed():
@@ -92,14 +92,14 @@ def test_unknown_and_misspelt_keys_are_named_with_a_suggestion():
 
 def test_instance_name_too_long_for_derived_kubernetes_names():
     longest_ok = "a" * 44
-    parse_settings({"instance": longest_ok, "s3": {"bucket": "logs-bucket"}})
+    parse_settings({"instance": longest_ok, "s3": {"bucket": "logs-bucket"}}, stack="dev")
     message = problems_of({"instance": "a" * 45, "s3": {"bucket": "logs-bucket"}})
     assert "would be 53 characters (Kubernetes allows 52)" in message
     assert "at most 44 characters" in message
 
 
 def test_every_derived_name_of_the_longest_instance_fits_its_limit():
-    settings = parse_settings({"instance": "a" * 44, "s3": {"bucket": "logs-bucket"}})
+    settings = parse_settings({"instance": "a" * 44, "s3": {"bucket": "logs-bucket"}}, stack="dev")
     for name, limit in kube.all_derived_names(settings.instance, settings.airflow_version):
         assert len(name) <= limit, name
 
@@ -236,3 +236,15 @@ def test_pulumi_yaml_and_readme_are_generated_from_the_model():
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared == {f"{PROJECT}:{key}": value for key, value in project_config_declarations().items()}
     assert config_reference_markdown() in (ROOT / "README.md").read_text(), "run: python -m components.config"
+
+
+def test_pulumi_yaml_declares_no_key_the_engine_would_require():
+    """The engine refuses to run a stack that does not set a declared key without a default; every key of ours
+    is optional, so a stack file with nothing in it must be runnable."""
+    import yaml
+
+    from tests.harness import ROOT
+
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert declared, "the scalar keys with defaults are declared"
+    assert [key for key, declaration in declared.items() if "default" not in declaration] == []

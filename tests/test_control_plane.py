@@ -11,7 +11,10 @@ from tests.harness import run_stack
 from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
+LOG_KEYS = {k: TEST_SECRETS[k] for k in ("s3LogAccessKeyId", "s3LogSecretAccessKey")}
 GIT = {"gitSync": {"enabled": True, "repo": "https://git.example.org/team/dags.git", "ref": "feature/x", "periodSeconds": 30}}
+KNOWN_HOSTS = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+SSH_GIT = {"gitSync": {"enabled": True, "repo": "git@git.example.org:team/dags.git", "knownHosts": KNOWN_HOSTS}}
 LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -68,11 +71,26 @@ def test_instance_secrets_are_generated_as_random_resources_and_travel_as_secret
     names = {r.name for r in run.resources if r.type.startswith("random:")}
     assert {"dev-fernet-key", "dev-api-secret-key", "dev-jwt-secret", "dev-admin-password"} <= names
     secret = run.one("Secret", "-secrets")
-    assert set(secret.inputs["stringData"]) == {
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
-        "AIRFLOW__API_AUTH__JWT_SECRET",
-    }
-    assert "stringData" in secret.secret_paths
+    assert set(secret.inputs["stringData"]) == {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY"}
+    assert set(run.one("Secret", "-jwt").inputs["stringData"]) == {"AIRFLOW__API_AUTH__JWT_SECRET"}
+    assert set(run.one("Secret", "-api-key").inputs["stringData"]) == {"AIRFLOW__API__SECRET_KEY"}
+    for name in ("-secrets", "-jwt", "-api-key"):
+        assert "stringData" in run.one("Secret", name).secret_paths
+
+
+def test_no_generated_secret_comes_from_a_resource_whose_id_is_its_value():
+    """State files store resource IDs unencrypted; a RandomBytes' ID is its base64 value."""
+    run = dev()
+    assert not run.of_kind("RandomBytes") and not run.of_kind("RandomId")
+    assert {r.type for r in run.resources if r.type.startswith("random:")} == {"random:index/randomPassword:RandomPassword"}
+
+
+def test_a_rotated_log_key_rolls_every_component_reading_the_log_connection_and_the_provisioning_key_none():
+    before = checksums(dev(secrets=LOG_KEYS))
+    rotated_log = checksums(dev(secrets={**LOG_KEYS, "s3LogSecretAccessKey": "rotated-log-secret"}))
+    assert {name for name in before if before[name] != rotated_log[name]} == {f"dev-{c}" for c in LONG_RUNNING}
+    rotated_provisioning = checksums(dev(secrets={**LOG_KEYS, "s3SecretAccessKey": "rotated-provisioning-secret"}))
+    assert rotated_provisioning == before, "the provisioning key never reaches a pod"
 
 
 def test_generated_secrets_do_not_depend_on_settings_that_change():
@@ -136,7 +154,8 @@ def test_task_pod_template_is_what_the_kubernetes_executor_expects():
     assert spec["containers"][0]["name"] == "base" and spec["containers"][0]["image"] == "apache/airflow:3.3.2-python3.12"
     assert spec["restartPolicy"] == "Never"
     assert spec["containers"][0]["resources"] == {
-        "requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}
+        "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "256Mi"},
+        "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "4Gi"},
     }
     labels = template["metadata"]["labels"]
     assert labels["airflow-platform/team"] == "growth" and labels["app.kubernetes.io/instance"] == "dev"
@@ -178,13 +197,14 @@ def test_executor_logging_and_secrets_backend_settings():
 def test_connections_file_holds_the_log_connection_and_the_stacks_own():
     extra = {"warehouse": {"conn_type": "postgres", "host": "dwh.example.org", "password": "dwh-pw"}}
     run = dev({"s3": {"endpointUrl": "https://rgw.example.org", "retentionDays": 7, "forceDestroy": True}},
-              {"airflowConnections": json.dumps(extra)})
+              {"airflowConnections": json.dumps(extra), **LOG_KEYS})
     secret = run.one("Secret", "-connections")
     assert "stringData" in secret.secret_paths
     connections = json.loads(secret.inputs["stringData"]["connections.json"])
     assert connections["warehouse"]["host"] == "dwh.example.org"
     log = connections["s3_logs"]
-    assert log["conn_type"] == "aws" and log["password"] == S3_KEYS["s3SecretAccessKey"]
+    assert log["conn_type"] == "aws" and log["login"] == LOG_KEYS["s3LogAccessKeyId"]
+    assert log["password"] == LOG_KEYS["s3LogSecretAccessKey"]
     assert log["extra"]["endpoint_url"] == "https://rgw.example.org"
 
 
@@ -224,7 +244,7 @@ def test_every_container_has_requests_and_limits():
 
 
 def test_every_pod_meets_pod_security_restricted():
-    run = dev({**KERBEROS_CONFIG, **GIT}, {"kerberosKeytab": KEYTAB_B64, "gitSyncSshKey": "-----BEGIN KEY-----"})
+    run = dev({**KERBEROS_CONFIG, **SSH_GIT}, {"kerberosKeytab": KEYTAB_B64, "gitSyncSshKey": "-----BEGIN KEY-----"})
     specs = all_pod_specs(run)
     assert {"dev-kerberos", "dev-migrate-3-3-2", "task pod", *(f"dev-{c}" for c in LONG_RUNNING)} <= set(specs)
     for name, spec in specs.items():
@@ -348,7 +368,10 @@ def test_oidc_login_maps_directory_groups_to_roles_without_a_public_role():
     assert "stringData" in secret.secret_paths
     config = secret.inputs["stringData"]["webserver_config.py"]
     assert "AUTH_TYPE = AUTH_OAUTH" in config
-    assert "AUTH_ROLES_MAPPING = {'airflow-prod-ops': ['Op'], 'ops': ['Admin'], 'data-engineers': ['User']}" in config
+    assert (
+        "AUTH_ROLES_MAPPING = {'airflow-prod-admins': ['Admin'], 'airflow-prod-ops': ['Op'], "
+        "'airflow-prod-users': ['User']}" in config
+    )
     assert "AUTH_ROLES_SYNC_AT_LOGIN = True" in config
     assert "AUTH_ROLE_PUBLIC" not in config
     assert TEST_SECRETS["authOidcClientSecret"] not in config

@@ -25,6 +25,7 @@ from moto.server import ThreadedMotoServer
 from pulumi import automation as auto
 
 import engine
+from envs.naming import branch_instance_name
 from tests.harness import ROOT
 
 pytestmark = pytest.mark.slow
@@ -38,6 +39,9 @@ except engine.ToolchainMissing as missing:
     pytest.skip(reason, allow_module_level=True)
 
 ACCESS_KEY, SECRET_KEY = "e2e-access-key", "e2e-secret-key-must-stay-encrypted"
+# One key per job (the provisioning key never reaches a pod); moto accepts any key.
+JOB_KEYS = {"s3LogAccessKeyId": "e2e-log-key", "s3LogSecretAccessKey": "e2e-log-secret-must-stay-encrypted",
+            "s3BackupAccessKeyId": "e2e-backup-key", "s3BackupSecretAccessKey": "e2e-backup-secret-must-stay-encrypted"}
 PASSPHRASE = "e2e-passphrase"
 _names = itertools.count()
 
@@ -89,6 +93,7 @@ class Instance:
         self.stack.set_all_config({key: auto.ConfigValue(value) for key, value in settings.items()}, path=True)
         self.stack.set_config("s3AccessKeyId", auto.ConfigValue(ACCESS_KEY, secret=True))
         self.stack.set_config("s3SecretAccessKey", auto.ConfigValue(SECRET_KEY, secret=True))
+        self.stack.set_all_config({key: auto.ConfigValue(value, secret=True) for key, value in JOB_KEYS.items()})
 
     def up(self) -> auto.UpResult:
         return self.stack.up(color="never")
@@ -109,7 +114,8 @@ def instance(project, s3_endpoint):
     """A factory: instance(**config) makes a fresh stack with its own bucket."""
     made = []
 
-    def make(prefix: str = "e2e", **config: str) -> Instance:
+    def make(prefix: str = "br-e2e", **config: str) -> Instance:
+        # br-*: a disposable (branch-like) stack; every other name is long-lived and must be protected.
         made.append(Instance(project, s3_endpoint, f"{prefix}-{next(_names)}", config))
         return made[-1]
 
@@ -166,11 +172,11 @@ def test_a_retention_change_is_one_update_of_the_bucket_and_is_applied(instance,
     assert changes(it.preview(expect_no_changes=True)) == {}
 
 
-def test_rotating_an_s3_key_updates_secrets_in_place_and_rolls_only_their_readers(instance):
+def test_rotating_the_log_key_updates_secrets_in_place_and_rolls_only_their_readers(instance):
     it = instance()
     it.up()
     before = {doc["metadata"]["name"]: doc for doc in it.manifests() if doc["kind"] == "Deployment"}
-    it.stack.set_config("s3SecretAccessKey", auto.ConfigValue(SECRET_KEY + "-rotated", secret=True))
+    it.stack.set_config("s3LogSecretAccessKey", auto.ConfigValue(JOB_KEYS["s3LogSecretAccessKey"] + "-rotated", secret=True))
     preview = it.preview(diff=True)
     assert set(changes(preview)) == {"update"}, preview.stdout  # no replace, no delete, no create
     it.up()
@@ -198,7 +204,7 @@ def test_the_state_files_hold_no_secret_in_any_encoding(instance):
         for doc in it.manifests() if doc["kind"] == "Secret"
         for key, value in {**(doc.get("data") or {}), **(doc.get("stringData") or {})}.items()
     }
-    secrets = {SECRET_KEY, rendered_secrets["AIRFLOW__CORE__FERNET_KEY"], rendered_secrets["AIRFLOW__API__SECRET_KEY"],
+    secrets = {SECRET_KEY, *JOB_KEYS.values(), rendered_secrets["AIRFLOW__CORE__FERNET_KEY"], rendered_secrets["AIRFLOW__API__SECRET_KEY"],
                rendered_secrets["AIRFLOW__API_AUTH__JWT_SECRET"], it.stack.outputs()["admin_password"].value}
     revealed = engine.revealed(it.stack.export_stack().deployment["resources"])
     secrets |= {r["outputs"]["result"] for r in revealed if r["type"] == "random:index/randomPassword:RandomPassword"}
@@ -245,12 +251,22 @@ def test_a_protected_stack_refuses_destroy_and_keeps_its_data(instance, s3):
     assert it.bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
-def test_the_policy_pack_fails_a_preview_that_breaks_a_mandatory_rule(instance):
-    # A stack named prod* must protect its database and bucket; the config model allows it, the pack does not.
-    it = instance(prefix="prod", protect="false")
+def test_the_policy_pack_fails_a_preview_that_breaks_a_mandatory_rule(project, tmp_path):
+    """Our config model refuses what the pack checks, so the pack is shown failing another program's preview:
+    a ConfigMap holding a password, which every stack of ours must never render."""
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    def leaky_program() -> None:
+        provider = k8s.Provider("render", render_yaml_to_directory=str(tmp_path / "rendered"))
+        k8s.core.v1.ConfigMap("leaky", data={"DB_PASSWORD": "hunter2"}, opts=pulumi.ResourceOptions(provider=provider))
+
+    backend = engine.Backend(url=f"file://{project / 'state'}", passphrase=PASSPHRASE)
+    stack = engine.open_stack(f"br-policy-{next(_names)}", backend, work_dir=project, program=leaky_program)
     with pytest.raises(auto.errors.CommandError) as failed:
-        it.preview()
-    assert "prod-stateful-protected" in str(failed.value) or "protect" in str(failed.value)
+        engine.preview(stack)
+    assert "no-secrets-in-configmaps" in str(failed.value) and "mandatory" in str(failed.value)
+    assert changes(engine.preview(stack, policy=False)) == {"create": 3}  # the stack, provider and ConfigMap pass without it
 
 
 def _envs(*args: str, env: dict[str, str], work_dir: Path) -> subprocess.CompletedProcess:
@@ -267,7 +283,7 @@ def test_a_branch_environment_is_created_and_destroyed_for_real(project, s3_endp
                     "--config", f"kubernetesRenderDir={project / 'rendered' / 'branch'}", env=env, work_dir=project)
     assert created.returncode == 0, created.stdout + created.stderr
     listed = _envs("list", env=env, work_dir=project)
-    assert "feature/E2E-1_real engine" in listed.stdout or "br-feature-e2e-1" in listed.stdout, listed.stdout
+    assert branch_instance_name(branch) in listed.stdout, listed.stdout
     buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if "-br-feature-e2e-1-" in b["Name"]]
     assert buckets
 
@@ -275,7 +291,7 @@ def test_a_branch_environment_is_created_and_destroyed_for_real(project, s3_endp
         destroyed = _envs("destroy", branch, env=env, work_dir=project)
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     assert not [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] in buckets]
-    assert "br-" not in _envs("list", env=env, work_dir=project).stdout
+    assert branch_instance_name(branch) not in _envs("list", env=env, work_dir=project).stdout
 
 
 def test_ci_preview_posts_one_redacted_comment_from_a_real_preview(instance, project, monkeypatch):

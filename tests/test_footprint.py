@@ -41,23 +41,24 @@ def _exact(size):
 
 
 def _stacks():
-    _, branch, branch_secrets = branch_config("feature/x", dags_repo="https://git.example.org/d.git", env={})
+    name, branch, branch_secrets = branch_config("feature/x", dags_repo="https://git.example.org/d.git", env={})
     secrets = dict(TEST_SECRETS)
     return {
-        "dev": (stack_file_config("dev"), secrets),
-        "prod": (stack_file_config("prod"), secrets),
-        "team-search": (stack_file_config("team-search"), secrets),
-        "branch-kerberos": ({**{k: v for k, v in branch.items() if k != "instance"}, **KERBEROS_CONFIG,
-                             "postgres": {**branch["postgres"], "backups": {"enabled": True}}},
+        "dev": ("dev", stack_file_config("dev"), secrets),
+        "prod": ("prod", stack_file_config("prod"), secrets),
+        "team-search": ("team-search", stack_file_config("team-search"), secrets),
+        # A branch environment with everything optional on: git-sync sidecars, the renewer, the backup sidecar.
+        "branch-kerberos": (name, {**branch, **KERBEROS_CONFIG,
+                                   "postgres": {**branch["postgres"], "backups": {"enabled": True}}},
                             {**secrets, **branch_secrets, "kerberosKeytab": KEYTAB_B64}),
     }
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "team-search", "branch-kerberos"])
 def test_the_settings_and_the_created_objects_give_the_same_footprint(stack):
-    config, secrets = _stacks()[stack]
-    settings = parse_settings({"instance": stack, **config, **secrets})
-    run = run_stack(config, secrets, stack=stack)
+    name, config, secrets = _stacks()[stack]
+    settings = parse_settings({"instance": name, **config, **secrets}, stack=name)
+    run = run_stack(config, secrets, stack=name)
     objects = [{"kind": r.kind, **r.inputs} for r in run.resources]
     from_settings, rendered = footprint(settings), from_manifests(objects)
     assert _exact(from_settings.requests) == _exact(rendered.requests)
@@ -67,10 +68,12 @@ def test_the_settings_and_the_created_objects_give_the_same_footprint(stack):
     assert {key: run.exports[key] for key in stack_outputs(settings)} == stack_outputs(settings)
 
 
-def test_dev_as_written_and_with_limit_range_defaults():
+def test_dev_counts_every_pod_that_runs_all_the_time():
     settings = parse_settings({"instance": "dev", **stack_file_config("dev")})
     result = footprint(settings)
-    # The PgBouncer pod declares nothing: the LimitRange's 250m / 512Mi is what it reserves.
-    assert (round(result.declared_requests.cpu, 2), result.declared_requests.memory / GIB) == (1.10, 3.5)
-    assert (round(result.requests.cpu, 2), result.requests.memory / GIB) == (1.35, 4.0)
-    assert stack_outputs(settings)["monthly_cost"] == round(1.35 * 30 + 4.0 * 4, 2)
+    assert sorted(result.by_workload()) == ["api-server", "dag-processor", "pgbouncer", "postgres", "scheduler", "triggerer"]
+    # Every container of ours is sized; before the Pooler and the Barman sidecar were, LimitRange defaults gave
+    # dev a quarter more than its objects said.
+    assert result.defaulted_containers == 0 and result.declared_requests == result.requests
+    assert (round(result.requests.cpu, 2), result.requests.memory / GIB) == (1.20, 3.625)
+    assert stack_outputs(settings)["monthly_cost"] == round(1.20 * 30 + 3.625 * 4, 2)

@@ -8,7 +8,8 @@ from tests.harness import run_stack
 from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
-PROD_SECRETS = {**S3_KEYS, "authOidcClientSecret": TEST_SECRETS["authOidcClientSecret"]}
+BACKUP_KEYS = {k: TEST_SECRETS[k] for k in ("s3BackupAccessKeyId", "s3BackupSecretAccessKey")}
+PROD_SECRETS = {**S3_KEYS, **BACKUP_KEYS, "authOidcClientSecret": TEST_SECRETS["authOidcClientSecret"]}
 
 
 def dev(**extra_config):
@@ -223,7 +224,7 @@ def test_s3_credentials_travel_only_as_secrets():
 def test_names_of_the_longest_allowed_instance_stay_within_kubernetes_limits():
     instance = "a" * 44
     run = run_stack({**KERBEROS_CONFIG, "instance": instance, "s3": {"bucket": "long-instance-logs"}},
-                    {"kerberosKeytab": KEYTAB_B64}, stack="long")
+                    {"kerberosKeytab": KEYTAB_B64}, stack="dev")
     names = [r.k8s_name for r in run.resources if r.k8s_name]
     assert len(names) > 15
     for name in names:

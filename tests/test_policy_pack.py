@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from components.config import ConfigError
 from policy import rules
 from policy.rules import UNKNOWN, Checked
 from tests.harness import ROOT, run_stack
@@ -230,31 +231,37 @@ def test_ca_bundles_and_urls_without_passwords_pass():
     assert rules.no_secrets_in_configmaps(configmap(data)) == []
 
 
-# --- protection on prod --------------------------------------------------------------------------------------
+# --- protection on every long-lived stack ---------------------------------------------------------------------
 
 CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
 BUCKET = "pulumi-python:dynamic:S3Bucket"
 
 
 @pytest.mark.parametrize("type_", [CLUSTER, BUCKET])
-@pytest.mark.parametrize("stack, must_protect", [("prod", True), ("prod-eu", True), ("dev", False), ("production", False), ("br-prod-x-aaaaaa", False)])
-def test_database_and_bucket_must_be_protected_on_prod_stacks(type_, stack, must_protect):
-    assert rules.prod_stateful_protected(Checked(type_, {}, stack=stack, protect=True, name="x")) == []
-    assert bool(rules.prod_stateful_protected(Checked(type_, {}, stack=stack, protect=False, name="x"))) is must_protect
+@pytest.mark.parametrize(
+    "stack, must_protect",
+    [("prod", True), ("prod-eu", True), ("team-analytics", True), ("production", True), ("staging", True),
+     ("dev", False), ("local", False), ("br-prod-x-aaaaaa", False)],
+)
+def test_database_and_bucket_must_be_protected_on_every_stack_but_dev_local_and_branches(type_, stack, must_protect):
+    assert rules.stateful_protected(Checked(type_, {}, stack=stack, protect=True, name="x")) == []
+    assert bool(rules.stateful_protected(Checked(type_, {}, stack=stack, protect=False, name="x"))) is must_protect
 
 
-def test_other_resources_need_no_protection_on_prod():
-    assert rules.prod_stateful_protected(Checked("kubernetes:core/v1:ConfigMap", {}, stack="prod")) == []
+def test_other_resources_need_no_protection():
+    assert rules.stateful_protected(Checked("kubernetes:core/v1:ConfigMap", {}, stack="team-search")) == []
 
 
-def test_stack_comes_from_the_urn():
-    assert rules.stack_of_urn("urn:pulumi:prod-eu::airflow-platform::kubernetes:core/v1:Secret::x") == "prod-eu"
+def test_branch_environments_are_named_with_the_prefix_the_pack_treats_as_disposable():
+    from envs.naming import branch_instance_name
+
+    assert rules.is_disposable_stack(branch_instance_name("feature/x"))
 
 
 # --- our program passes the pack ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "team-analytics", "team-search"])
 def test_our_program_passes_every_rule(stack):
     run = run_stack(stack_file_config(stack), TEST_SECRETS, stack=stack)
     checked = [Checked(r.type, r.inputs, rules.stack_of_urn(r.urn), r.protect, r.name) for r in run.resources]
@@ -263,15 +270,24 @@ def test_our_program_passes_every_rule(stack):
     # The rules actually looked at something: workloads, ConfigMaps and (on prod) protected state.
     assert sum(1 for c in checked if rules.pod_spec(c)) >= 5
     assert any(c.kind == "ConfigMap" for c in checked)
-    if stack == "prod":
+    if stack != "dev":
         stateful = [c for c in checked if c.type in rules.STATEFUL_TYPES]
         assert len(stateful) == 2 and all(c.protect for c in stateful)
 
 
-def test_the_prod_program_without_protect_would_be_refused():
-    run = run_stack({**stack_file_config("prod"), "protect": False}, TEST_SECRETS, stack="prod")
-    refused = [r.type for r in run.resources if rules.prod_stateful_protected(Checked(r.type, r.inputs, "prod", r.protect, r.name))]
+def test_an_unprotected_database_and_bucket_would_be_refused_on_a_team_stack():
+    run = run_stack(stack_file_config("dev"), TEST_SECRETS, stack="dev")
+    refused = [r.type for r in run.resources if rules.stateful_protected(Checked(r.type, r.inputs, "team-x", r.protect, r.name))]
     assert sorted(refused) == sorted(rules.STATEFUL_TYPES)
+
+
+@pytest.mark.parametrize("stack", ["prod", "team-analytics", "team-search"])
+def test_long_lived_stacks_protect_by_default_and_refuse_to_turn_it_off(stack):
+    run = run_stack(stack_file_config(stack), TEST_SECRETS, stack=stack)
+    stateful = [r for r in run.resources if r.type in rules.STATEFUL_TYPES]
+    assert len(stateful) == 2 and all(r.protect and r.retain_on_delete for r in stateful)
+    with pytest.raises(ConfigError, match="protect: stack '.*' is long-lived"):
+        run_stack({**stack_file_config(stack), "protect": False}, TEST_SECRETS, stack=stack)
 
 
 def test_policy_pack_project_runs_python_in_the_project_venv():
@@ -313,7 +329,7 @@ BAD_RESOURCE = {
     "container-resources": (DEPLOYMENT, {"containers": [with_changes(resources=None)]}, "dev"),
     "pod-security-restricted": (DEPLOYMENT, {"containers": [copy.deepcopy(SAFE_CONTAINER)], "hostPID": True}, "dev"),
     "no-secrets-in-configmaps": ("kubernetes:core/v1:ConfigMap", {"DB_PASSWORD": "x"}, "dev"),
-    "prod-stateful-protected": (CLUSTER, {}, "prod"),
+    "stateful-protected": (CLUSTER, {}, "prod"),
     "pinned-image-tags": (DEPLOYMENT, {"containers": [with_changes(image="apache/airflow:latest")]}, "dev"),
 }
 

@@ -44,6 +44,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from components import kube
+from components.airflow_control_plane import fernet_key_from
 from tests.harness import ROOT, run_stack
 from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
@@ -51,7 +52,7 @@ AIRFLOW_VENV = ROOT / "scripts" / "airflow-venv"
 BUILD_TIMEOUT = 30 * 60
 PROBE_TIMEOUT = 180
 
-S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
+S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey", "s3LogAccessKeyId", "s3LogSecretAccessKey")}
 LDAP_BIND_PASSWORD = "ldap-bind-password-must-not-leak"
 LDAP_AUTH = {
     "mode": "ldap",
@@ -128,7 +129,12 @@ class Rendered:
         self.name = name
         self.run = run_stack(config, secrets, stack=stack)
         self.config_env: dict[str, str] = dict(self.run.one("ConfigMap", "-config").inputs["data"])
-        self.secret_env: dict[str, str] = dict(self.run.one("Secret", "-secrets").inputs["stringData"])
+        # What the api-server reads (it reads every instance secret; the other components a subset).
+        self.secret_env: dict[str, str] = {
+            key: value
+            for name in ("-secrets", "-jwt", "-api-key")
+            for key, value in self.run.one("Secret", name).inputs["stringData"].items()
+        }
         self.webserver: dict[str, str] = dict(self.run.one("Secret", "-webserver-config").inputs["stringData"])
         self.pod_template = yaml.safe_load(self.run.one("ConfigMap", "-pod-template").inputs["data"]["pod_template.yaml"])
 
@@ -629,7 +635,7 @@ def test_airflow_components_read_the_settings_as_we_mean_them(probes, stacks, st
     }
     # The LocalFilesystemBackend, built from our kwargs, finds the log connection in the mounted file.
     assert found["secrets"]["backends"][0] == "airflow.secrets.local_filesystem.LocalFilesystemBackend"
-    assert found["secrets"]["log_connection"] == {"conn_type": "aws", "login": TEST_SECRETS["s3AccessKeyId"]}
+    assert found["secrets"]["log_connection"] == {"conn_type": "aws", "login": TEST_SECRETS["s3LogAccessKeyId"]}
     assert found["fernet"]["roundtrip"] is True
     assert found["fernet"]["is_encrypted"] is True  # a real Fernet, not the no-key stand-in
     # The api-server signs and the validators check tokens with our JWT secret, not a generated one.
@@ -643,10 +649,10 @@ def test_airflow_components_read_the_settings_as_we_mean_them(probes, stacks, st
 def test_the_generated_fernet_key_is_accepted_by_fernet(probes, stacks):
     rendered = stacks["dev"]
     key = rendered.secret_env["AIRFLOW__CORE__FERNET_KEY"]
-    # RandomBytes gives standard base64 (the harness's stand-in too); the key is its URL-safe form, which is
-    # what the Fernet spec asks for (Python's Fernet happens to accept both alphabets; not every reader does).
-    raw = next(r.outputs_secret for r in rendered.run.resources if r.type.endswith("RandomBytes"))
-    assert key == raw.replace("+", "-").replace("/", "_")
+    # Derived from the fernet-key RandomPassword (whose resource ID, unlike a RandomBytes', is not its value), as
+    # URL-safe base64: what the Fernet spec asks for (Python's Fernet accepts both alphabets; not every reader does).
+    password = next(r.outputs_secret for r in rendered.run.resources if r.name.endswith("-fernet-key"))
+    assert key == fernet_key_from(password)
     assert len(base64.urlsafe_b64decode(key)) == 32 and not {"+", "/"} & set(key)
     assert Fernet(key).decrypt(Fernet(key).encrypt(b"x")) == b"x"
     # Airflow's own get_fernet() builds from the same key and round-trips (see the consumers probe).
@@ -708,7 +714,9 @@ def test_oidc_webserver_config_loads_under_fab_and_maps_groups_to_roles(probes, 
     assert fab["has_auth_role_public"] is False
     assert fab["security_manager"] == {"name": "GroupsFromOidcClaims", "extends_airflow_override": True}
     settings = fab["settings"]
-    assert settings["AUTH_ROLES_MAPPING"] == {"airflow-prod-ops": ["Op"], "ops": ["Admin"], "data-engineers": ["User"]}
+    assert settings["AUTH_ROLES_MAPPING"] == {
+        "airflow-prod-admins": ["Admin"], "airflow-prod-ops": ["Op"], "airflow-prod-users": ["User"]
+    }
     assert settings["AUTH_ROLES_SYNC_AT_LOGIN"] is True
     assert settings["AUTH_USER_REGISTRATION"] is True
     assert settings["AUTH_USER_REGISTRATION_ROLE"] == "Public"

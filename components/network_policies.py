@@ -1,0 +1,169 @@
+"""NetworkPolicies: the instance namespace denies all ingress, and each allowed path is one named policy.
+
+    <instance>-deny-ingress              nothing reaches any pod unless a policy below says so
+    <instance>-api-from-tasks            task pods → api-server:8080 (the Execution API)
+    <instance>-api-from-ingress          ingress controller's namespace → api-server:8080 (if ingress is on)
+    <instance>-pool-from-airflow         Airflow components (not task pods) → PgBouncer:5432
+    <instance>-pg-from-pool              PgBouncer → PostgreSQL:5432
+    <instance>-pg-from-cluster           the cluster's own pods (replicas, join and backup jobs) → PostgreSQL:5432
+    <instance>-pg-from-operator          CloudNativePG's operator → PostgreSQL:5432 and its status port 8000
+    <instance>-task-egress               task pods → DNS, the api-server, and `network.taskPodEgressCidrs`
+
+Task pods run user code, so they are also the only pods whose egress is limited: by default they can reach
+anything outside the cluster except the cloud metadata service (which hands out the node's credentials).
+Probes come from the kubelet on the node, which the common CNIs (Calico, Cilium) let through regardless.
+The policies do nothing unless the cluster's CNI enforces NetworkPolicy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.config import NetworkSettings
+from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
+
+# The components that talk to the database: the four long-running ones, the migration Job and the clean-up
+# CronJob (whose pods carry the component label `db-cleanup`).
+DB_CLEANUP = "db-cleanup"
+DATABASE_CLIENTS = (API_SERVER, SCHEDULER, DAG_PROCESSOR, TRIGGERER, MIGRATE, DB_CLEANUP)
+
+
+@dataclass
+class NetworkPoliciesArgs:
+    instance: str
+    namespace: pulumi.Input[str]
+    settings: NetworkSettings
+    ingress_enabled: bool
+    # Unset in external database mode: there is no PgBouncer or PostgreSQL in the namespace.
+    postgres_cluster: str | None = None
+    pooler: str | None = None
+
+
+def _port(number: int, protocol: str = "TCP") -> k8s.networking.v1.NetworkPolicyPortArgs:
+    return k8s.networking.v1.NetworkPolicyPortArgs(port=number, protocol=protocol)
+
+
+def _namespace(name: str) -> k8s.meta.v1.LabelSelectorArgs:
+    return k8s.meta.v1.LabelSelectorArgs(match_labels={kube.NAMESPACE_NAME_LABEL: name})
+
+
+class NetworkPolicies(pulumi.ComponentResource):
+    names: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("airflow-platform:index:NetworkPolicies", name, None, opts)
+        self._args = args
+        self.policies: dict[str, k8s.networking.v1.NetworkPolicy] = {}
+        self._deny_ingress()
+        self._api_server()
+        self._database()
+        self._task_egress()
+        self.names = pulumi.Output.all(*(p.metadata.name for p in self.policies.values()))
+        self.register_outputs({"names": self.names})
+
+    # --- selectors -----------------------------------------------------------------------------------------
+
+    def _component(self, *components: str) -> k8s.meta.v1.LabelSelectorArgs:
+        selector = kube.selector_labels(self._args.instance, components[0])
+        if len(components) == 1:
+            return k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
+        selector.pop("app.kubernetes.io/component")
+        return k8s.meta.v1.LabelSelectorArgs(
+            match_labels=selector,
+            match_expressions=[
+                k8s.meta.v1.LabelSelectorRequirementArgs(
+                    key="app.kubernetes.io/component", operator="In", values=list(components)
+                )
+            ],
+        )
+
+    def _cnpg(self, **labels: str) -> k8s.meta.v1.LabelSelectorArgs:
+        return k8s.meta.v1.LabelSelectorArgs(match_labels=labels)
+
+    def _policy(self, role: str, spec: k8s.networking.v1.NetworkPolicySpecArgs) -> None:
+        args = self._args
+        self.policies[role] = k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-{role}",
+            metadata=kube.object_meta(args.instance, "network", args.namespace, kube.resource_name(args.instance, role)),
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _allow(self, role: str, to: k8s.meta.v1.LabelSelectorArgs, sources: list, ports: list) -> None:
+        self._policy(
+            role,
+            k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=to,
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=sources, ports=ports)],
+            ),
+        )
+
+    # --- the paths -----------------------------------------------------------------------------------------
+
+    def _deny_ingress(self) -> None:
+        self._policy(
+            "deny-ingress",
+            k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=["Ingress"]),
+        )
+
+    def _api_server(self) -> None:
+        api = self._component(API_SERVER)
+        tasks = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=self._component(TASK))
+        self._allow("api-from-tasks", api, [tasks], [_port(kube.API_SERVER_PORT)])
+        if self._args.ingress_enabled:
+            controller = k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=_namespace(self._args.settings.ingress_controller_namespace)
+            )
+            self._allow("api-from-ingress", api, [controller], [_port(kube.API_SERVER_PORT)])
+
+    def _database(self) -> None:
+        args = self._args
+        if args.postgres_cluster is None or args.pooler is None:
+            return
+        pooler = self._cnpg(**{kube.CNPG_POOLER_LABEL: args.pooler})
+        instances = self._cnpg(**{kube.CNPG_CLUSTER_LABEL: args.postgres_cluster, kube.CNPG_POD_ROLE_LABEL: "instance"})
+        postgres = [_port(kube.POSTGRES_PORT)]
+        clients = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=self._component(*DATABASE_CLIENTS))
+        self._allow("pool-from-airflow", pooler, [clients], postgres)
+        self._allow("pg-from-pool", instances, [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=pooler)], postgres)
+        cluster = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=self._cnpg(**{kube.CNPG_CLUSTER_LABEL: args.postgres_cluster}))
+        self._allow("pg-from-cluster", instances, [cluster], postgres)
+        operator = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=_namespace(args.settings.cnpg_operator_namespace))
+        self._allow("pg-from-operator", instances, [operator], [*postgres, _port(kube.CNPG_STATUS_PORT)])
+
+    def _task_egress(self) -> None:
+        settings = self._args.settings
+        dns = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=_namespace(settings.dns_namespace))],
+            ports=[_port(kube.DNS_PORT, "UDP"), _port(kube.DNS_PORT, "TCP")],
+        )
+        api = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=self._component(API_SERVER))],
+            ports=[_port(kube.API_SERVER_PORT)],
+        )
+        outside = [
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                ip_block=k8s.networking.v1.IPBlockArgs(
+                    cidr=cidr,
+                    except_=[c for c in settings.task_pod_egress_except if _within(c, cidr)] or None,
+                )
+            )
+            for cidr in settings.task_pod_egress_cidrs
+        ]
+        rules = [dns, api] + ([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=outside)] if outside else [])
+        self._policy(
+            "task-egress",
+            k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=self._component(TASK), policy_types=["Egress"], egress=rules),
+        )
+
+
+def _within(inner: str, outer: str) -> bool:
+    import ipaddress
+
+    a, b = ipaddress.ip_network(inner), ipaddress.ip_network(outer)
+    return a.version == b.version and a.subnet_of(b) and a != b

@@ -1,0 +1,109 @@
+"""The security rules a stack's settings must pass, checked with every other config rule before anything
+is created: who holds which S3 credential, how DAG code is fetched, which stacks may be thrown away, who
+may sign in with a development login, and whether the quota can hold the instance at all.
+
+Each rule returns (config key, problem) pairs; `Settings` gathers them into its one ConfigError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from components.config import Settings
+
+# scp-like `user@host:path` or an ssh:// URL: fetched over SSH.
+_SSH_URL = re.compile(r"^(ssh://|[A-Za-z0-9._-]+@[^:/\s]+:)")
+
+
+def is_ssh_url(repo: str) -> bool:
+    return bool(_SSH_URL.match(repo))
+
+
+def _key(value) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+def _pair(s: Settings, key_id: str, secret: str) -> list[tuple[str, str]]:
+    if (getattr(s, key_id) is None) != (getattr(s, secret) is None):
+        from pydantic.alias_generators import to_camel
+
+        return [(to_camel(secret), f"set both {to_camel(key_id)} and {to_camel(secret)}, or neither")]
+    return []
+
+
+def credential_problems(s: Settings) -> list[tuple[str, str]]:
+    """One S3 credential per job: the provisioning key never reaches a pod, and nothing a task pod holds
+    (the log key, the stack's own connections) reaches the database's backups."""
+    problems = _pair(s, "s3_log_access_key_id", "s3_log_secret_access_key")
+    problems += _pair(s, "s3_backup_access_key_id", "s3_backup_secret_access_key")
+    provisioning = _key(s.s3_access_key_id)
+    log = _key(s.s3_log_access_key_id)
+    backup = _key(s.s3_backup_access_key_id)
+    if provisioning is not None and log == provisioning:
+        problems.append(("s3LogAccessKeyId", "is the provisioning key (s3AccessKeyId), which must never reach a pod: "
+                         "create a key that can only read and write the log prefix"))
+    if provisioning is not None and backup == provisioning:
+        problems.append(("s3BackupAccessKeyId", "is the provisioning key (s3AccessKeyId), which must never reach a pod: "
+                         "create a key that can only read and write the backup prefix"))
+    backups = s.postgres.mode == "cnpg" and s.postgres.backups.enabled
+    if backups and log is not None and log == backup:
+        problems.append(("s3LogAccessKeyId", "is also the backup key: task pods hold the log key, so any DAG could "
+                         "read or delete the database's backups; give each job its own key"))
+    if s.airflow_connections is not None:
+        try:
+            connections = json.loads(s.airflow_connections.get_secret_value())
+        except ValueError:
+            connections = {}
+        held = {str(c.get("login")) for c in connections.values() if isinstance(c, dict) and c.get("login")}
+        for name, key in (("provisioning key (s3AccessKeyId)", provisioning), ("backup key (s3BackupAccessKeyId)", backup)):
+            if key is not None and key in held:
+                problems.append(("airflowConnections", f"[secret] a connection logs in with the {name}; task pods "
+                                 "read every connection, so they would hold it"))
+    if s.s3.log_principal and s.s3.log_principal == s.s3.backup_principal:
+        problems.append(("s3.backupPrincipal", "is the log principal: the bucket policy cannot keep them apart"))
+    return problems
+
+
+def git_problems(s: Settings) -> list[tuple[str, str]]:
+    """DAG code runs with the instance's rights: its source must be the host we think it is."""
+    git = s.git_sync
+    if not git.enabled or not git.repo:
+        return []
+    problems = []
+    if s.git_sync_ssh_key is not None and not git.known_hosts:
+        problems.append(("gitSync.knownHosts", "an SSH key is set but no known hosts: without them a man in the "
+                         "middle can serve the DAGs (e.g. `ssh-keyscan git.example.org`, checked out of band)"))
+    if is_ssh_url(git.repo) and s.git_sync_ssh_key is None:
+        problems.append(("gitSyncSshKey", f"gitSync.repo '{git.repo}' is an SSH URL but no SSH key is set "
+                         "(use --secret), or use an https:// URL with gitSyncToken"))
+    return problems
+
+
+def lifecycle_problems(s: Settings) -> list[tuple[str, str]]:
+    """Only disposable stacks (dev, local, branch environments) may drop their data or use the development
+    login; a team's stack is as precious as prod."""
+    problems = []
+    if s.disposable:
+        return problems
+    if s.protect is False:
+        problems.append(("protect", f"stack '{s.stack}' is long-lived: its database and bucket must be protected; "
+                         "only dev, local and branch environments may turn protect off"))
+    if s.auth.mode == "simple":
+        problems.append(("auth.mode", f"'simple' (SimpleAuthManager) is for development only; stack '{s.stack}' "
+                         "needs oidc or ldap"))
+    return problems
+
+
+def quota_problems(s: Settings) -> list[tuple[str, str]]:
+    from components import capacity
+
+    if not s.quota.enabled:
+        return []
+    return [("quota", problem) for problem in capacity.quota_problems(s)]
+
+
+def security_problems(s: Settings) -> list[tuple[str, str]]:
+    return credential_problems(s) + git_problems(s) + lifecycle_problems(s) + quota_problems(s)
