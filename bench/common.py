@@ -62,8 +62,11 @@ class Scratch:
 
     @classmethod
     def start(cls) -> Scratch:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per S3 request otherwise
         directory = Path(tempfile.mkdtemp(prefix="airflow-bench-"))
         shutil.copy(ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
         (directory / ".venv").symlink_to(ROOT / ".venv")
