@@ -593,6 +593,15 @@ class MetricsSettings(_Model):
     runbook_url: str | None = Field(None, description="page with the runbooks; alerts link to <url>#<alertname>")
 
 
+class CostSettings(_Model):
+    """Prices of requested capacity, for the `monthly_cost` output and `python -m envs list`. The defaults are
+    illustrative (about a public cloud's on-demand price of a reserved core and GiB): set your cluster's."""
+
+    cpu_per_core_month: float = Field(30.0, ge=0, description="price of one requested core for a month")
+    memory_per_gib_month: float = Field(4.0, ge=0, description="price of one requested GiB for a month")
+    currency: str = "USD"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stack
 
@@ -674,6 +683,7 @@ class Settings(_Model):
     metrics: MetricsSettings = Field(
         default_factory=MetricsSettings, description="StatsD to a statsd_exporter; monitors and alerts (README: Metrics and alerts)"
     )
+    cost: CostSettings = Field(default_factory=CostSettings)
     airflow_connections: SecretStr | None = _secret(
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )

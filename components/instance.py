@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from components import capacity, restore_source
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs, KerberosMounts
 from components.config import load_settings, secret_output
+from components.footprint import stack_outputs
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
 from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
 from components.log_bucket import LogBucket, LogBucketArgs
@@ -192,6 +193,9 @@ def airflow_instance() -> None:
     pulumi.export("log_bucket", logs.bucket_name)
     pulumi.export("logs_url", logs.logs_url)
     pulumi.export("database_host", database.host)
+    # What the instance reserves while it runs (LimitRange defaults included) and its price: components/footprint.py.
+    for key, value in stack_outputs(settings).items():
+        pulumi.export(key, value)
     if airflow.admin_password is not None:
         pulumi.export("admin_user", "admin")
         pulumi.export("admin_password", airflow.admin_password)

@@ -23,7 +23,7 @@ import copy
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -64,6 +64,7 @@ INHERITED_KEYS = (
     "placement",
     "s3",
     "gitSync",
+    "cost",  # prices are the platform's, not the branch's
 )
 
 
@@ -230,6 +231,7 @@ class StackInfo:
     resource_count: int | None = None
     update_in_progress: bool | None = None
     tags: dict[str, str] | None = None
+    outputs: dict[str, Any] | None = None  # the stack's outputs (requested_cpu, requested_memory, monthly_cost)
 
 
 @dataclass
@@ -239,6 +241,7 @@ class BranchEnv:
     created: datetime | None
     last_update: datetime | None
     resource_count: int | None
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def last_activity(self) -> datetime | None:
@@ -279,7 +282,8 @@ def branch_envs(stacks: Iterable[StackInfo]) -> list[BranchEnv]:
             continue
         tags = info.tags or {}
         created = _parse_time(tags.get(TAG_CREATED))
-        envs.append(BranchEnv(name, tags.get(TAG_BRANCH), created, _aware(info.last_update), info.resource_count))
+        envs.append(BranchEnv(name, tags.get(TAG_BRANCH), created, _aware(info.last_update), info.resource_count,
+                              dict(info.outputs or {})))
     return sorted(envs, key=lambda env: env.stack)
 
 
@@ -301,9 +305,24 @@ def _age(value: datetime | None, now: datetime) -> str:
     return f"{seconds // 60}m ago"
 
 
+def _number(outputs: dict[str, Any], key: str) -> float | None:
+    try:
+        return float(outputs[key])
+    except (KeyError, TypeError, ValueError):
+        return None  # a stack last updated before these outputs existed
+
+
+def _cost(env: BranchEnv) -> str:
+    cost = _number(env.outputs, "monthly_cost")
+    return "-" if cost is None else f"{cost:.2f} {env.outputs.get('cost_currency') or ''}".rstrip()
+
+
 def format_table(envs: list[BranchEnv], now: datetime) -> str:
-    rows = [("STACK", "BRANCH", "CREATED", "LAST UPDATE", "RESOURCES")]
+    """One row per environment, with what it reserves while it runs (requests, LimitRange defaults included:
+    components/footprint.py) and the monthly price of that, and a total row."""
+    rows = [("STACK", "BRANCH", "CREATED", "LAST UPDATE", "RESOURCES", "CPU", "MEMORY", "COST/MONTH")]
     for env in envs:
+        cpu, memory = _number(env.outputs, "requested_cpu"), _number(env.outputs, "requested_memory")
         rows.append(
             (
                 env.stack,
@@ -311,8 +330,19 @@ def format_table(envs: list[BranchEnv], now: datetime) -> str:
                 _age(env.created, now),
                 _age(env.last_update, now),
                 "-" if env.resource_count is None else str(env.resource_count),
+                "-" if cpu is None else f"{cpu:.2f}",
+                "-" if memory is None else f"{memory:.2f}Gi",
+                _cost(env),
             )
         )
+    costs = [_number(env.outputs, "monthly_cost") for env in envs]
+    currencies = {env.outputs.get("cost_currency") for env in envs if env.outputs}
+    if len(envs) > 1 and any(c is not None for c in costs) and len(currencies) == 1:
+        cpus = sum(_number(env.outputs, "requested_cpu") or 0 for env in envs)
+        memories = sum(_number(env.outputs, "requested_memory") or 0 for env in envs)
+        total = sum(c or 0 for c in costs)
+        rows.append(("TOTAL", "", "", "", "", f"{cpus:.2f}", f"{memories:.2f}Gi",
+                     f"{total:.2f} {currencies.pop() or ''}".rstrip()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
@@ -355,8 +385,11 @@ class Engine:
         infos = []
         for summary in self.workspace.list_stacks():
             name = short_stack_name(summary.name)
-            tags = self.tags(name) if is_branch_stack(name) else {}
-            infos.append(StackInfo(name, summary.last_update, summary.resource_count, summary.update_in_progress, tags))
+            branch = is_branch_stack(name)
+            tags = self.tags(name) if branch else {}
+            outputs = self.outputs(name) if branch else {}
+            infos.append(StackInfo(name, summary.last_update, summary.resource_count, summary.update_in_progress, tags,
+                                   outputs))
         return infos
 
     def parent_config(self, stack: str) -> dict[str, tuple[str, bool]] | None:
@@ -368,6 +401,14 @@ class Engine:
             return None
         return {key.removeprefix(f"{PROJECT}:"): (value.value, value.secret) for key, value in values.items()
                 if key.startswith(f"{PROJECT}:")}
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        """Plain outputs only: secrets are not needed to list costs."""
+        try:
+            values = self.workspace.stack_outputs(stack)
+        except self.auto.errors.CommandError:
+            return {}
+        return {key: output.value for key, output in values.items() if not output.secret}
 
     def tags(self, stack: str) -> dict[str, str]:
         try:

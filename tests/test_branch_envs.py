@@ -247,3 +247,25 @@ def test_reap_asks_first_and_destroys_only_the_idle_ones():
     assert cli.reap(engine, 7, yes=True, out=lines.append, now=NOW) == 0
     assert [c for c in engine.calls if c[0] == "destroy"] == [("destroy", "br-stale-cccccc"), ("destroy", "br-untagged-dddddd")]
     assert {s.name for s in engine.stacks()} >= {"dev", "prod", "br-busy-bbbbbb", "br-fresh-aaaaaa"}
+
+
+def test_list_shows_what_each_environment_reserves_and_costs_and_the_total():
+    outputs = {"requested_cpu": 0.52, "requested_memory": 2.19, "monthly_cost": 24.36, "cost_currency": "EUR"}
+    envs = [StackInfo("br-a-aaaaaa", NOW, 40, outputs=outputs), StackInfo("br-b-bbbbbb", NOW, 40, outputs=outputs),
+            StackInfo("br-old-cccccc", NOW, 40)]  # last updated before these outputs existed
+    lines = []
+    cli.list_envs(FakeEngine(envs), None, out=lines.append, now=NOW)
+    header, first, _, old, total = lines[0].splitlines()
+    assert header.split()[-3:] == ["CPU", "MEMORY", "COST/MONTH"]
+    assert first.split()[-4:] == ["0.52", "2.19Gi", "24.36", "EUR"]
+    assert old.split()[-3:] == ["-", "-", "-"]
+    assert total.split() == ["TOTAL", "1.04", "4.38Gi", "48.72", "EUR"]
+
+
+def test_a_branch_environment_fits_in_one_core_and_two_and_a_half_gib_everything_counted():
+    from components.config import parse_settings
+    from components.footprint import GIB, footprint
+
+    _, plain, secrets = cli.branch_config("feature/x", dags_repo=REPO, env={})
+    requested = footprint(parse_settings({**plain, **secrets})).requests
+    assert requested.cpu <= 1.0 and requested.memory <= 2.5 * GIB

@@ -1,0 +1,138 @@
+"""Engine time against its floor, the program under the engine, team-stack previews, and `envs create`.
+
+The floor is an empty Python program in the same scratch project and backend, previewed with the same policy
+pack and applied the same way: what starting the CLI, the language runtime and the plugins costs anyway.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import yaml
+
+from bench.common import (ACCESS_KEY, ROOT, SECRET_KEY, Scratch, configure, local_config, median, run_probe, say,
+                          team_config, timed)
+
+
+def _empty() -> None:
+    """The floor: a program that registers nothing."""
+
+
+def floor(scratch: Scratch, repeat: int) -> dict[str, Any]:
+    import engine
+
+    backend = scratch.backend()
+    full = engine.open_stack("local", backend, work_dir=scratch.directory)
+    configure(full, *local_config(scratch, "local"))
+    empty = engine.open_stack("floor", backend, work_dir=scratch.directory, program=_empty)
+    say("first up of the local stack and of the empty program (not timed)")
+    full.up(color="never")
+    empty.up(color="never")
+
+    runs: dict[str, list[float]] = {"preview": [], "preview_floor": [], "up": [], "up_floor": []}
+    for index in range(repeat):
+        # Alternate which goes first, so neither always meets the other's leftovers.
+        pairs = [(full, ""), (empty, "_floor")] if index % 2 == 0 else [(empty, "_floor"), (full, "")]
+        for stack, suffix in pairs:
+            runs["preview" + suffix].append(timed(lambda: engine.preview(stack, expect_no_changes=True))[0])
+        for stack, suffix in pairs:
+            runs["up" + suffix].append(timed(lambda: stack.up(color="never", expect_no_changes=True))[0])
+        say(f"floor run {index + 1}/{repeat}: preview {runs['preview'][-1]:.2f}s vs {runs['preview_floor'][-1]:.2f}s, "
+            f"up {runs['up'][-1]:.2f}s vs {runs['up_floor'][-1]:.2f}s")
+    result: dict[str, Any] = {"runs": runs, "repeat": repeat}
+    for op in ("preview", "up"):
+        ratios = [a / b for a, b in zip(runs[op], runs[op + "_floor"])]
+        result[op] = {"median_s": median(runs[op]), "floor_median_s": median(runs[op + "_floor"]),
+                      "ratio_median": median(ratios), "ratios": ratios}
+    result["objects"] = rendered_objects(scratch, "local")
+    return result
+
+
+def rendered_objects(scratch: Scratch, stack: str) -> list[dict]:
+    return [doc for path in sorted(scratch.rendered(stack).rglob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def program_under_engine(scratch: Scratch, repeat: int) -> dict[str, Any]:
+    """Each preview in a fresh process: peak memory is per process, and the engine pays a cold program."""
+    env = scratch.env()
+    full, empty = [], []
+    for _ in range(repeat):
+        full.append(run_probe(["engine", "--program", "full", "--stack", "local", "--work-dir", str(scratch.directory)], env))
+        empty.append(run_probe(["engine", "--program", "empty", "--stack", "floor", "--work-dir", str(scratch.directory)], env))
+    return {
+        "program_s": median([r["program_s"] for r in full]),
+        "floor_program_s": median([r["program_s"] for r in empty]),
+        "peak_rss_mib": median([r["peak_rss_mib"] for r in full]),
+        "floor_peak_rss_mib": median([r["peak_rss_mib"] for r in empty]),
+        "preview_s": median([r["preview_s"] for r in full]),
+        "floor_preview_s": median([r["preview_s"] for r in empty]),
+        "runs": len(full),
+    }
+
+
+def program_under_mocks(repeat: int, profile_path) -> dict[str, Any]:
+    full = run_probe(["mocks", "--program", "full", "--repeat", str(repeat + 1)])
+    empty = run_probe(["mocks", "--program", "empty", "--repeat", str(repeat + 1)])
+    run_probe(["mocks", "--program", "full", "--profile", str(profile_path)])
+    return {
+        "cold_s": full["times_s"][0], "warm_s": median(full["times_s"][1:]),
+        "floor_warm_s": median(empty["times_s"][1:]),
+        "import_s": full["ours_import_s"], "pulumi_import_s": full["pulumi_import_s"],
+        "peak_rss_mib": full["peak_rss_mib"], "floor_peak_rss_mib": empty["peak_rss_mib"],
+        "resources": full["resources"], "runs": repeat,
+    }
+
+
+def team_previews(scratch: Scratch, counts: list[int], workers: int) -> dict[str, Any]:
+    """Previews of N team stacks (never applied: every object a create, as in a first merge request), one after
+    another in one process as scripts/ci-preview runs them, and N at once in separate processes, at most
+    `workers` at a time (each preview runs its own CLI and plugins; the machine has 2 cores)."""
+    import engine
+
+    names = [f"team-{index:02d}" for index in range(max(counts))]
+    for name in names:
+        configure(engine.open_stack(name, scratch.backend(), work_dir=scratch.directory), *team_config(scratch, name))
+    env = scratch.env()
+    result: dict[str, Any] = {"workers": workers, "serial_s": {}, "parallel_s": {}}
+    for count in counts:
+        chosen = names[:count]
+        serial, _ = timed(lambda: run_probe(["preview", "--stacks", ",".join(chosen), "--work-dir", str(scratch.directory)], env))
+        with ThreadPoolExecutor(max_workers=min(workers, count)) as pool:
+            parallel, _ = timed(lambda: list(pool.map(
+                lambda name: run_probe(["preview", "--stacks", name, "--work-dir", str(scratch.directory)], env), chosen)))
+        result["serial_s"][count], result["parallel_s"][count] = serial, parallel
+        say(f"{count} team stack(s): {serial:.1f}s one after another, {parallel:.1f}s with {min(workers, count)} at once")
+    return result
+
+
+def envs_create(scratch: Scratch, repeat: int) -> dict[str, Any]:
+    """`python -m envs create` of a new branch to rendered manifests, as a developer runs it (a fresh process),
+    then its destroy."""
+    env = {**scratch.env(), "AIRFLOW_PLATFORM_S3_ACCESS_KEY_ID": ACCESS_KEY,
+           "AIRFLOW_PLATFORM_S3_SECRET_ACCESS_KEY": SECRET_KEY}
+    creates, destroys, objects = [], [], []
+    for index in range(repeat):
+        branch = f"feature/bench-{index}-{int(time.time())}"
+        render = scratch.directory / "rendered" / f"branch-{index}"
+        command = [sys.executable, "-m", "envs", "--work-dir", str(scratch.directory)]
+        created, done = timed(lambda: subprocess.run(
+            [*command, "create", branch, "--parent-stack", "", "--dags-repo", "https://git.example.org/dags.git",
+             "--config", f"s3.endpointUrl={scratch.endpoint}", "--config", f"kubernetesRenderDir={render}"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900))
+        if done.returncode != 0:
+            raise RuntimeError(f"envs create failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        objects.append(sum(1 for p in render.rglob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if d))
+        destroyed, done = timed(lambda: subprocess.run([*command, "destroy", branch], cwd=ROOT, env=env,
+                                                       capture_output=True, text=True, timeout=900))
+        if done.returncode != 0:
+            raise RuntimeError(f"envs destroy failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        creates.append(created)
+        destroys.append(destroyed)
+        say(f"envs create {created:.1f}s ({objects[-1]} objects), destroy {destroyed:.1f}s")
+    return {"create_s": median(creates), "destroy_s": median(destroys), "creates": creates, "destroys": destroys,
+            "objects": objects[-1] if objects else None, "runs": repeat}
