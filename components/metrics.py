@@ -100,6 +100,11 @@ class Metrics(pulumi.ComponentResource):
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-statsd-mapping", metadata=self._meta(), data={"mapping.yaml": mapping}, opts=self._opts()
         )
+        # Its own account with no token and no Role: a namespace's `default` account is no one's to borrow (and
+        # without a controller manager it does not even exist).
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-statsd-exporter", metadata=self._meta(), automount_service_account_token=False, opts=self._opts()
+        )
         self.deployment = self._deployment(hashlib.sha256(mapping.encode()).hexdigest())
         self.service = self._service()
         self.network_policy = self._network_policy() if args.network_policy else None
@@ -167,6 +172,7 @@ class Metrics(pulumi.ComponentResource):
                     # The exporter reads its mapping at start: a changed mapping rolls the pod.
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations={"checksum/config": checksum}),
                     spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=self.service_account.metadata.name,
                         automount_service_account_token=False,
                         security_context=kube.restricted_pod_security_context(
                             run_as_user=EXPORTER_UID, run_as_group=EXPORTER_UID, fs_group=EXPORTER_UID

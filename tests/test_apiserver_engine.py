@@ -84,7 +84,8 @@ def live_objects(kube_api, namespace: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def deployed(kube_api, kube_apiserver_kubeconfig, s3_endpoint, tmp_path_factory):
-    stack = open_test_stack("engine", tmp_path_factory.mktemp("engine"), kube_apiserver_kubeconfig, s3_endpoint)
+    # br-*: a disposable stack (the development login is allowed there, as on a branch environment).
+    stack = open_test_stack("br-engine-0a1b2c", tmp_path_factory.mktemp("engine"), kube_apiserver_kubeconfig, s3_endpoint)
     up = stack.up(color="never", on_output=print)
     return stack, up
 
@@ -93,7 +94,7 @@ def test_up_applies_every_object_to_the_api_server(kube_api, deployed):
     _, up = deployed
     assert up.summary.result == "succeeded"
     applied = live_objects(kube_api, up.outputs["namespace"].value)
-    assert "Deployment/engine-scheduler" in applied and "Cluster/engine-pg" in applied
+    assert "Deployment/br-engine-0a1b2c-scheduler" in applied and "Cluster/br-engine-0a1b2c-pg" in applied
     print(f"\nup: {up.summary.resource_changes}")
 
 

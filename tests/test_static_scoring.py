@@ -141,14 +141,8 @@ CHECKOV_SKIPS: dict[str, dict] = {
     },
     "CKV_K8S_8": {
         "reason": "Task pods run one task to completion and the executor watches them; a liveness probe would kill "
-                  "a long task. The git-sync sidecar of the dag-processor and triggerer has no probe yet: the "
-                  "git-sync change in flight adds it, and then this skip must shrink to the task pod.",
-        "objects": ["Pod.*.task-pod*", "Deployment.*-dag-processor", "Deployment.*-triggerer"],
-    },
-    "CKV2_K8S_6": {
-        "reason": "NetworkPolicies (default deny plus one policy per allowed path, DESIGN.md) are being added by "
-                  "the network-policy change in flight; when it lands this skip stops matching and "
-                  "test_every_checkov_skip_has_a_reason_and_still_matches_a_failure says to remove it.",
+                  "a long task.",
+        "objects": ["Pod.*.task-pod*"],
     },
 }
 
