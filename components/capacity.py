@@ -170,8 +170,14 @@ def stacks_capacity_markdown() -> str:
 
     from components.config import PROJECT, parse_settings
 
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    # Committed stacks only: local tools leave git-ignored stack files beside them (Pulumi.local.yaml, br-*).
+    listed = subprocess.run(["git", "ls-files", "Pulumi.*.yaml"], cwd=root, capture_output=True, text=True)
+    paths = [root / name for name in listed.stdout.split()] if listed.returncode == 0 else root.glob("Pulumi.*.yaml")
     stacks = {}
-    for path in sorted(Path(__file__).resolve().parent.parent.glob("Pulumi.*.yaml")):
+    for path in sorted(paths):
         name = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
         config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
         plain = {k.partition(":")[2]: v for k, v in config.items()

@@ -39,7 +39,7 @@ def test_dev_stack_creates_namespace_rbac_database_pooler_and_bucket():
     run = dev()
     assert run.one("Namespace").k8s_name == "airflow-dev"
     assert {sa.k8s_name for sa in run.of_kind("ServiceAccount")} == {
-        f"dev-{c}" for c in ("scheduler", "api-server", "dag-processor", "triggerer", "task", "migrate")
+        f"dev-{c}" for c in ("scheduler", "api-server", "dag-processor", "triggerer", "task", "migrate", "statsd-exporter")
     }
     assert run.one("Cluster").inputs["spec"]["instances"] == 1
     assert run.one("Pooler").inputs["spec"]["pgbouncer"]["poolMode"] == "transaction"
