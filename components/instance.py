@@ -9,7 +9,8 @@ Automation API inline program (`engine.py`), so both paths run exactly this code
               ├─ LogBucket ──── s3:// URL, log connection ─────┤
               │      └───── backup destination ─ PostgresCluster ── pooler URL ─┤
               ├─ KerberosKeytab ─── volumes, mounts, env ──────┴─> AirflowControlPlane
-              └─ NetworkPolicies (default-deny ingress, one policy per allowed path)
+              ├─ NetworkPolicies (default-deny ingress, one policy per allowed path)
+              └─ Metrics (StatsD exporter; monitors and alert rules with the Prometheus operator)
 
 Three S3 credentials, one per job: `s3AccessKeyId` provisions the bucket and is used by `pulumi up` alone;
 `s3LogAccessKeyId` goes into the log connection (Airflow and task pods); `s3BackupAccessKeyId` goes to
