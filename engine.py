@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from pulumi import automation as auto
+from pulumi.runtime import rpc
 
 from components.instance import airflow_instance
 from components.log_bucket import delete_refusal
@@ -114,13 +115,12 @@ class DestroyRefused(RuntimeError):
 
 
 BUCKET_TYPE = "pulumi-python:dynamic:S3Bucket"
-_SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
 
 
 def revealed(value):
     """A value from `stack export --show-secrets`, with secrets as their plain values."""
     if isinstance(value, dict):
-        if value.get(_SECRET_SIG[0]) == _SECRET_SIG[1]:
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
             return json.loads(value["plaintext"]) if "plaintext" in value else value.get("value")
         return {key: revealed(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -148,10 +148,15 @@ def dns1123_subdomain_problem(value: str) -> str | None:
     return None
 
 
-def _dns1123_subdomain(value: str) -> str:
-    if problem := dns1123_subdomain_problem(value):
-        raise ValueError(problem)
-    return value
+def _refusing(problem_of):
+    """A pydantic validator from a function that says what is wrong with a value (None: nothing)."""
+
+    def validate(value: str) -> str:
+        if problem := problem_of(value):
+            raise ValueError(problem)
+        return value
+
+    return validate
 
 
 def _ingress_host(value: str) -> str:
@@ -172,12 +177,6 @@ def image_reference_problem(value: str, repository_only: bool = False) -> str | 
     return None
 
 
-def _image_reference(value: str) -> str:
-    if problem := image_reference_problem(value):
-        raise ValueError(problem)
-    return value
-
-
 def _css_colour(value: str) -> str:
     if not (_CSS_HEX.match(value) or _CSS_FUNCTION.match(value) or value.lower() in _CSS_NAMED):
         raise ValueError(f"'{value}' is not a CSS colour: use e.g. '#d9534f', 'red' or 'rgb(217, 83, 79)'")
@@ -194,20 +193,16 @@ def _base64(value: SecretStr) -> SecretStr:
     return value
 
 
-def _pinned_image(value: str) -> str:
-    if problem := images.pinned_image_problem(value):
-        raise ValueError(problem)
-    return value
-
-
 CpuQuantity = Annotated[str, AfterValidator(_cpu)]
-PinnedImage = Annotated[str, AfterValidator(_image_reference), AfterValidator(_pinned_image)]
+PinnedImage = Annotated[
+    str, AfterValidator(_refusing(image_reference_problem)), AfterValidator(_refusing(images.pinned_image_problem))
+]
 MemoryQuantity = Annotated[str, AfterValidator(_memory)]
 DnsLabel = Annotated[str, AfterValidator(_dns1123_label)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
-DnsSubdomain = Annotated[str, AfterValidator(_dns1123_subdomain)]
+DnsSubdomain = Annotated[str, AfterValidator(_refusing(dns1123_subdomain_problem))]
 IngressHost = Annotated[str, AfterValidator(_ingress_host)]
-ImageReference = Annotated[str, AfterValidator(_image_reference)]
+ImageReference = Annotated[str, AfterValidator(_refusing(image_reference_problem))]
 CssColour = Annotated[str, AfterValidator(_css_colour)]
 Base64Secret = Annotated[SecretStr, AfterValidator(_base64)]
 

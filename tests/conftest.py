@@ -41,3 +41,15 @@ def kdc(tmp_path_factory):
 
 # The session-scoped `kube_api` fixture: a real API server for the tests that need one.
 pytest_plugins = ("tests.apiserver",)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A real S3 endpoint (moto's server) on a random loopback port, for the tests that run the engine."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

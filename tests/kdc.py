@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.processes import stop
+
 REALM = "AIRFLOW.TEST"
 TOOLS = ("krb5kdc", "kdb5_util", "kadmin.local", "kinit", "klist", "kvno")
 START_TIMEOUT = 20
@@ -113,12 +115,7 @@ class Kdc:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop(self.process, grace=10)
         self.process = None
 
     def log(self) -> str:

@@ -104,3 +104,16 @@ def pod_specs(document: dict) -> list[tuple[str, dict]]:
     if kind == "CronJob":
         return [(where, spec["jobTemplate"]["spec"]["template"]["spec"])]
     return []
+
+
+def strict_schema(schema):
+    """A CRD's schema as the API server applies it with fieldValidation=Strict: a field the structural schema
+    does not name is an error (plain JSON Schema would let it through, and the server would drop it silently)."""
+    if isinstance(schema, list):
+        return [strict_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {key: strict_schema(value) for key, value in schema.items()}
+    if "properties" in strict and "additionalProperties" not in strict and not strict.get("x-kubernetes-preserve-unknown-fields"):
+        strict["additionalProperties"] = False
+    return strict

@@ -12,7 +12,6 @@ import shutil
 
 import pulumi
 import pytest
-from moto.server import ThreadedMotoServer
 from pulumi import automation as auto
 
 from tests.harness import ROOT
@@ -46,15 +45,6 @@ def program() -> None:
 
     pulumi.runtime.register_resource_transform(_skip_await)
     airflow_instance()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def open_test_stack(name: str, work, kubeconfig, s3_endpoint, **config) -> auto.Stack:

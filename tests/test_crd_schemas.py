@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.harness import run_stack
+from tests.manifests import strict_schema
 from tests.stacks import TEST_SECRETS, stack_file_config
 
 
@@ -18,21 +19,8 @@ def _schema(crds: Path, api_version: str, kind: str) -> dict:
     for path in sorted(crds.glob("*.yaml")):
         crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         if crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind:
-            return _strict(next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"])
+            return strict_schema(next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"])
     raise LookupError(f"no CRD for {api_version} {kind} under {crds}")
-
-
-def _strict(schema):
-    """The API server drops fields a CRD does not declare (with a warning a `pulumi up` never shows), so a
-    misspelt field is silently lost; here an undeclared field fails, as with `kubectl --validate=strict`."""
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-        strict["additionalProperties"] = False
-    return strict
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 from pulumi import automation as auto
 
 import engine
@@ -44,15 +43,6 @@ JOB_KEYS = {"s3LogAccessKeyId": "e2e-log-key", "s3LogSecretAccessKey": "e2e-log-
             "s3BackupAccessKeyId": "e2e-backup-key", "s3BackupSecretAccessKey": "e2e-backup-secret-must-stay-encrypted"}
 PASSPHRASE = "e2e-passphrase"
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import pytest
 from tests.harness import run_stack
 from tests.kdc import free_port
 from tests.pod_view import PodView
+from tests.processes import stop
 from tests.test_real_airflow import airflow_python  # noqa: F401  (the fixture: the cached Airflow venv)
 
 pytestmark = pytest.mark.slow
@@ -127,12 +128,7 @@ def api(kdc, airflow_python, pykerberos_site, tmp_path_factory):  # noqa: F811
     try:
         yield {"base": base, "krb5_conf": env["KRB5_CONFIG"], "root": root, "password": password, "log": log}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
+        stop(process, grace=20)
 
 
 def ticket(kdc, api, name: str | None) -> dict:

@@ -27,6 +27,7 @@ import yaml
 
 from tests.harness import run_stack
 from tests.pod_view import PodView
+from tests.processes import stop
 from tests.test_real_airflow import airflow_python  # noqa: F401  (the fixture: the cached Airflow venv)
 
 pytestmark = pytest.mark.slow
@@ -120,12 +121,7 @@ def renewer(stack, claims, airflow_python, tmp_path_factory):  # noqa: F811
     try:
         yield {"process": process, "env": env, "cache": cache, "probe": probe, "log": log, "pod": pod, "home": home}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process, grace=15)
 
 
 def test_renewer_gets_the_instance_ticket_into_the_shared_cache_and_keeps_it_past_its_lifetime(renewer, kdc):

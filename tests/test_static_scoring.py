@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.harness import ROOT
-from tests.manifests import STACKS, stack_manifests, stack_run, task_pod_template
+from tests.manifests import STACKS, stack_manifests, stack_run, strict_schema, task_pod_template
 
 KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")
 
@@ -51,21 +51,8 @@ def crd_schemas() -> dict[tuple[str, str], dict]:
         crd = yaml.safe_load(path.read_text())
         for version in crd["spec"]["versions"]:
             api_version = f"{crd['spec']['group']}/{version['name']}"
-            schemas[(api_version, crd["spec"]["names"]["kind"])] = _strict(version["schema"]["openAPIV3Schema"])
+            schemas[(api_version, crd["spec"]["names"]["kind"])] = strict_schema(version["schema"]["openAPIV3Schema"])
     return schemas
-
-
-def _strict(schema):
-    """What the API server does with fieldValidation=Strict: a field the structural schema does not name is an
-    error (JSON Schema would let it through)."""
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    if "properties" in strict and "additionalProperties" not in strict and not strict.get("x-kubernetes-preserve-unknown-fields"):
-        strict["additionalProperties"] = False
-    return strict
 
 
 def schema_problems(document: dict) -> list[str]:
