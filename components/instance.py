@@ -47,7 +47,7 @@ def airflow_instance() -> None:
     )
     on_cluster = pulumi.ResourceOptions(providers=[kubernetes])
     # The database and the bucket hold what cannot be recreated: every stack but a disposable one protects
-    # and retains them.
+    # and retains them, and the namespace the database lives in (deleting a namespace deletes what is in it).
     stateful = pulumi.ResourceOptions.merge(
         on_cluster, pulumi.ResourceOptions(protect=settings.protected, retain_on_delete=settings.protected)
     )
@@ -62,7 +62,7 @@ def airflow_instance() -> None:
             quota=capacity.quota_hard(settings) if settings.quota.enabled else None,
             limit_range=settings.limit_range,
         ),
-        opts=on_cluster,
+        opts=stateful,
     )
 
     rbac = WorkerRBAC(

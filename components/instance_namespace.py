@@ -49,7 +49,10 @@ class InstanceNamespace(pulumi.ComponentResource):
                     name=args.name,
                     labels={**kube.labels(args.instance, "namespace"), **POD_SECURITY_LABELS, **team},
                 ),
-                opts=pulumi.ResourceOptions(parent=self),
+                # Kept whenever the database in it is, or the namespace controller would delete the database with
+                # it. Said explicitly: the engine passes a component's retain_on_delete on to its children
+                # (pulumi/pulumi#19654), Pulumi's docs and its mocks do not.
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=bool(opts and opts.retain_on_delete)),
             )
             self.name = self.namespace.metadata.name
         else:

@@ -252,6 +252,8 @@ def no_secrets_in_configmaps(resource: Checked) -> list[str]:
 STATEFUL_TYPES = {
     "kubernetes:postgresql.cnpg.io/v1:Cluster": "the CloudNativePG database cluster",
     "pulumi-python:dynamic:S3Bucket": "the log bucket",
+    # Deleting a namespace deletes everything in it, the database included.
+    "kubernetes:core/v1:Namespace": "the namespace holding the database",
 }
 # The only stacks whose data may be thrown away: a developer's `dev` and `local`, and branch environments
 # (`br-<slug>-<hash>`, named by envs/naming.py from this prefix). A team's stack is as precious as prod.

@@ -1,10 +1,12 @@
 """A real kube-apiserver (with etcd) on loopback, for tests that need the API server's own judgement:
 validation (built-in types and CRD schemas), admission (Pod Security) and authorization (RBAC).
 
-scripts/install-kube-apiserver builds both binaries once (cached); the server gets a generated admin token
+scripts/install-kube-apiserver builds the binaries once (cached); the server gets a generated admin token
 (group system:masters) and a generated service-account signing key, and serves the CloudNativePG and Barman
-Cloud plugin CRDs that scripts/fetch-crds provides. There is no controller manager: objects are stored and
-judged, nothing reconciles them, and no namespace gets a `default` ServiceAccount.
+Cloud plugin CRDs that scripts/fetch-crds provides. A kube-controller-manager runs only the controllers that
+finish a deletion, as in a real cluster: the garbage collector (foreground deletion, owner references) and the
+namespace controller (a deleted namespace empties, then goes). Nothing else reconciles: no pods are created, and
+no namespace gets a `default` ServiceAccount.
 """
 
 from __future__ import annotations
@@ -218,12 +220,20 @@ class Fixture:
                 try:
                     api = KubeAPI(url, token, str(crt))
                     if api.request("GET", "/readyz").ok:
+                        self._start_controllers(api)
                         return api
                 except requests.RequestException:
                     pass
             if any(p.poll() is not None for p in self.processes) or time.monotonic() > deadline:
                 raise RuntimeError(f"the API server did not become ready:\n{self.log_tail()}")
             time.sleep(0.2)
+
+    def _start_controllers(self, api: KubeAPI) -> None:
+        self._start("kube-controller-manager", [
+            f"--kubeconfig={api.kubeconfig(self.work / 'controller-manager.kubeconfig')}",
+            "--controllers=garbage-collector-controller,namespace-controller",
+            "--leader-elect=false", "--secure-port=0", "--v=1",
+        ])
 
     def stop(self) -> None:
         for process in reversed(self.processes):

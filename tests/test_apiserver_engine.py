@@ -1,6 +1,8 @@
 """`pulumi up` through the real engine against the real kube-apiserver fixture (no render directory): it
 succeeds, a second preview shows no change (server-side apply, the server's defaulting and our inputs
-agree), and `destroy` leaves nothing behind (skipped until the fixture runs a controller manager: see below).
+agree), and `destroy` leaves nothing behind but what `retain_on_delete` keeps on purpose: on a protected
+stack the database, its credentials and pooler, and the namespace they live in (the fixture's controller
+manager deletes a namespace's contents with it, as a real cluster does).
 
 Nothing becomes ready here (no nodes, no operators), so the test's program marks every Kubernetes object
 `pulumi.com/skipAwait`: the objects and their inputs are what `up` applies, only the waiting is skipped.
@@ -9,6 +11,9 @@ Nothing becomes ready here (no nodes, no operators), so the test's program marks
 from __future__ import annotations
 
 import shutil
+import time
+
+import boto3
 
 import pulumi
 import pytest
@@ -72,6 +77,43 @@ def live_objects(kube_api, namespace: str) -> list[str]:
     return sorted(found)
 
 
+def created_objects(stack: auto.Stack) -> dict[tuple[str, str, str, str], bool]:
+    """Every Kubernetes object the stack's state says it created, with whether `retain_on_delete` keeps it."""
+    created = {}
+    for resource in stack.export_stack().deployment["resources"]:
+        outputs = resource.get("outputs") or {}
+        if not resource["type"].startswith("kubernetes:") or "kind" not in outputs:
+            continue
+        metadata = outputs["metadata"]
+        key = (outputs["apiVersion"], outputs["kind"], metadata.get("namespace") or "", metadata["name"])
+        created[key] = bool(resource.get("retainOnDelete"))
+    return created
+
+
+def still_there(kube_api, objects, timeout: float = 120) -> list[tuple[str, str, str, str]]:
+    """The objects that exist once deletion has settled: the garbage collector and the namespace controller
+    finish deletions after the API call returns, so wait until nothing is still being deleted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        present, terminating = [], []
+        for key in objects:
+            api_version, kind, namespace, name = key
+            got = kube_api.request("GET", f"{kube_api.resource_path(api_version, kind, namespace or None)}/{name}")
+            if got.ok:
+                (terminating if got.body["metadata"].get("deletionTimestamp") else present).append(key)
+        if not terminating or time.monotonic() > deadline:
+            return sorted(present + terminating)
+        time.sleep(1)
+
+
+def unprotect_all(stack: auto.Stack) -> None:
+    """What `pulumi state unprotect --all` does, the first step of retiring a long-lived stack."""
+    state = stack.export_stack()
+    for resource in state.deployment["resources"]:
+        resource.pop("protect", None)
+    stack.import_stack(state)
+
+
 @pytest.fixture(scope="module")
 def deployed(kube_api, kube_apiserver_kubeconfig, s3_endpoint, tmp_path_factory):
     # br-*: a disposable stack (the development login is allowed there, as on a branch environment).
@@ -81,11 +123,13 @@ def deployed(kube_api, kube_apiserver_kubeconfig, s3_endpoint, tmp_path_factory)
 
 
 def test_up_applies_every_object_to_the_api_server(kube_api, deployed):
-    _, up = deployed
+    stack, up = deployed
     assert up.summary.result == "succeeded"
     applied = live_objects(kube_api, up.outputs["namespace"].value)
     assert "Deployment/br-engine-0a1b2c-scheduler" in applied and "Cluster/br-engine-0a1b2c-pg" in applied
-    print(f"\nup: {up.summary.resource_changes}")
+    created = created_objects(stack)
+    assert still_there(kube_api, created, timeout=0) == sorted(created)
+    print(f"\nup: {up.summary.resource_changes}; {len(created)} objects on the API server")
 
 
 def test_a_second_preview_changes_nothing(deployed):
@@ -93,9 +137,28 @@ def test_a_second_preview_changes_nothing(deployed):
     stack.preview(color="never", diff=True, expect_no_changes=True)
 
 
-@pytest.mark.skip(reason="needs kube-controller-manager: the provider deletes the CronJob in the foreground, which "
-                         "waits for the garbage collector the fixture does not run (measured: 10 min timeout)")
 def test_destroy_leaves_nothing_behind(kube_api, deployed):
     stack, up = deployed
+    created = created_objects(stack)
     stack.destroy(color="never", on_output=print)
-    assert live_objects(kube_api, up.outputs["namespace"].value) == []
+    assert still_there(kube_api, created) == []
+    assert kube_api.request("GET", f"/api/v1/namespaces/{up.outputs['namespace'].value}").status == 404
+
+
+def test_retiring_a_protected_stack_keeps_the_database_and_its_namespace(kube_api, kube_apiserver_kubeconfig, s3_endpoint,
+                                                                         tmp_path_factory):
+    stack = open_test_stack("br-retained-3c4d5e", tmp_path_factory.mktemp("retained"), kube_apiserver_kubeconfig,
+                            s3_endpoint, protect="true")
+    stack.up(color="never")
+    created = created_objects(stack)
+    retained = sorted(key for key, kept in created.items() if kept)
+    assert {kind for _, kind, _, _ in retained} >= {"Namespace", "Cluster"}
+
+    unprotect_all(stack)
+    stack.destroy(color="never", on_output=print)
+
+    assert still_there(kube_api, created) == retained, "exactly what retain_on_delete keeps survives destroy"
+    assert stack.export_stack().deployment.get("resources") in (None, [])
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    assert "br-retained-3c4d5e-logs" in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]

@@ -232,9 +232,10 @@ def test_names_of_the_longest_allowed_instance_stay_within_kubernetes_limits():
 
 
 @pytest.mark.parametrize("stack,protected", [("prod", True), ("dev", False)])
-def test_prod_protects_and_retains_the_database_and_the_bucket(stack, protected):
+def test_prod_protects_and_retains_the_database_its_namespace_and_the_bucket(stack, protected):
     run = prod() if stack == "prod" else dev()
-    stateful = [run.one("Cluster"), run.one("Pooler"), run.by_pulumi_name("RandomPassword", f"{stack}-password"), run.one("Secret", "-db-credentials")]
+    stateful = [run.one("Cluster"), run.one("Pooler"), run.by_pulumi_name("RandomPassword", f"{stack}-password"), run.one("Secret", "-db-credentials"),
+                run.one("Namespace")]
     stateful.append(next(r for r in run.resources if r.type.startswith("pulumi-python:dynamic")))
     for resource in stateful:
         assert (resource.protect, resource.retain_on_delete) == (protected, protected), resource.name

@@ -235,15 +235,16 @@ def test_ca_bundles_and_urls_without_passwords_pass():
 
 CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
 BUCKET = "pulumi-python:dynamic:S3Bucket"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 
 
-@pytest.mark.parametrize("type_", [CLUSTER, BUCKET])
+@pytest.mark.parametrize("type_", [CLUSTER, BUCKET, NAMESPACE])
 @pytest.mark.parametrize(
     "stack, must_protect",
     [("prod", True), ("prod-eu", True), ("team-analytics", True), ("production", True), ("staging", True),
      ("dev", False), ("local", False), ("br-prod-x-aaaaaa", False)],
 )
-def test_database_and_bucket_must_be_protected_on_every_stack_but_dev_local_and_branches(type_, stack, must_protect):
+def test_database_its_namespace_and_bucket_must_be_protected_on_every_stack_but_dev_local_and_branches(type_, stack, must_protect):
     assert rules.stateful_protected(Checked(type_, {}, stack=stack, protect=True, name="x")) == []
     assert bool(rules.stateful_protected(Checked(type_, {}, stack=stack, protect=False, name="x"))) is must_protect
 
@@ -272,7 +273,7 @@ def test_our_program_passes_every_rule(stack):
     assert any(c.kind == "ConfigMap" for c in checked)
     if stack != "dev":
         stateful = [c for c in checked if c.type in rules.STATEFUL_TYPES]
-        assert len(stateful) == 2 and all(c.protect for c in stateful)
+        assert {c.type for c in stateful} == set(rules.STATEFUL_TYPES) and all(c.protect for c in stateful)
 
 
 def test_an_unprotected_database_and_bucket_would_be_refused_on_a_team_stack():
@@ -285,7 +286,8 @@ def test_an_unprotected_database_and_bucket_would_be_refused_on_a_team_stack():
 def test_long_lived_stacks_protect_by_default_and_refuse_to_turn_it_off(stack):
     run = run_stack(stack_file_config(stack), TEST_SECRETS, stack=stack)
     stateful = [r for r in run.resources if r.type in rules.STATEFUL_TYPES]
-    assert len(stateful) == 2 and all(r.protect and r.retain_on_delete for r in stateful)
+    assert {r.type for r in stateful} == set(rules.STATEFUL_TYPES)
+    assert all(r.protect and r.retain_on_delete for r in stateful)
     with pytest.raises(ConfigError, match="protect: stack '.*' is long-lived"):
         run_stack({**stack_file_config(stack), "protect": False}, TEST_SECRETS, stack=stack)
 
