@@ -1,12 +1,15 @@
 """Runs the real `__main__.py` under Pulumi's mocks and records what it asks for.
 
 Mocks are process-global, so every run resets the runtime, sets fresh mocks and config, and runs the
-program to completion: tests share nothing and their order does not matter.
+program to completion: tests share nothing and their order does not matter. A run of `__main__.py` depends
+on its config and stack alone, so a repeated one is answered with a copy of the first (half of the quick
+loop's runs are repeats).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import runpy
@@ -178,6 +181,9 @@ def stack_config(values: dict[str, Any]) -> dict[str, str]:
     return {f"{PROJECT}:{key}": config_text(value) for key, value in values.items()}
 
 
+_finished_runs: dict[str, StackRun] = {}
+
+
 def run_stack(
     config: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
@@ -188,7 +194,23 @@ def run_stack(
 ) -> StackRun:
     """Run `__main__.py` (or `program`) under mocks with `config` plain and `secrets` as secret config.
     Pass `run` to keep what was registered even when the program raises."""
-    run = run if run is not None else StackRun()
+    if program is not None or run is not None:
+        return _run_stack(config, secrets, stack, program, preview, run or StackRun())
+    key = json.dumps([config, secrets, stack, preview], sort_keys=True, default=str)
+    if key not in _finished_runs:
+        # Only a run that finished is kept: one that raises raises again for the next caller.
+        _finished_runs[key] = _run_stack(config, secrets, stack, None, preview, StackRun())
+    return copy.deepcopy(_finished_runs[key])
+
+
+def _run_stack(
+    config: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+    stack: str,
+    program: Callable[[], Any] | None,
+    preview: bool,
+    run: StackRun,
+) -> StackRun:
     config = dict(config or {})
     secrets = dict(secrets or {})
     pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=preview)
