@@ -150,6 +150,15 @@ def test_a_second_preview_changes_nothing_and_runs_the_policy_pack(instance):
     assert "Policy Packs run" in preview.stdout and str(engine.POLICY_PACK) in preview.stdout
 
 
+def test_the_policy_pack_runs_when_a_user_asks_the_engine_for_logs_and_traces(instance, tmp_path):
+    # The engine then puts its own flags (`--logtostderr -v=3 --tracing URL`) before the policy pack's arguments.
+    it = instance()
+    it.up()
+    preview = it.preview(expect_no_changes=True, log_flow=True, log_verbosity=3, log_to_std_err=True,
+                         tracing=f"file:{tmp_path / 'preview.trace'}")
+    assert f"airflow-platform@v0.0.1 (local: {engine.POLICY_PACK})" in preview.stdout
+
+
 def test_a_retention_change_is_one_update_of_the_bucket_and_is_applied(instance, s3):
     it = instance()
     it.up()
