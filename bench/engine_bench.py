@@ -1,7 +1,10 @@
 """Engine time against its floor, the program under the engine, team-stack previews, and `envs create`.
 
-The floor is an empty Python program in the same scratch project and backend, previewed with the same policy
-pack and applied the same way: what starting the CLI, the language runtime and the plugins costs anyway.
+Two floors, each in the same scratch project and backend, previewed with the same policy pack and applied the
+same way. The empty program is what issue 11 measured by hand: the CLI, the language runtime and the policy
+pack, but no resource plugin. The plugin floor registers one resource of each provider a full instance uses (a
+rendered ConfigMap, a RandomPassword, a LogBucket on the local endpoint), so it also starts the kubernetes and
+random plugins and the dynamic-provider host: what engine and plugin start-up cost anyway.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -19,7 +22,28 @@ from bench.common import (ACCESS_KEY, ROOT, SECRET_KEY, Scratch, configure, loca
 
 
 def _empty() -> None:
-    """The floor: a program that registers nothing."""
+    """The empty floor: a program that registers nothing."""
+
+
+def _one_per_provider(scratch: Scratch) -> Callable[[], None]:
+    def program() -> None:
+        import pulumi
+        import pulumi_kubernetes as k8s
+        import pulumi_random as random
+
+        from components.log_bucket import LogBucket, LogBucketArgs
+
+        kubernetes = k8s.Provider("kubernetes", render_yaml_to_directory=str(scratch.rendered("plugin-floor")))
+        k8s.core.v1.ConfigMap("floor", metadata=k8s.meta.v1.ObjectMetaArgs(name="floor", namespace="floor"),
+                              data={"floor": "yes"}, opts=pulumi.ResourceOptions(provider=kubernetes))
+        random.RandomPassword("floor", length=16)
+        LogBucket("floor", LogBucketArgs(bucket_name="plugin-floor-bench-logs", endpoint_url=scratch.endpoint,
+                                         access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY, force_destroy=True))
+
+    return program
+
+
+FLOORS = ("empty", "plugins")
 
 
 def floor(scratch: Scratch, repeat: int) -> dict[str, Any]:
@@ -28,26 +52,34 @@ def floor(scratch: Scratch, repeat: int) -> dict[str, Any]:
     backend = scratch.backend()
     full = engine.open_stack("local", backend, work_dir=scratch.directory)
     configure(full, *local_config(scratch, "local"))
-    empty = engine.open_stack("floor", backend, work_dir=scratch.directory, program=_empty)
-    say("first up of the local stack and of the empty program (not timed)")
-    full.up(color="never")
-    empty.up(color="never")
+    floors = {"empty": engine.open_stack("floor", backend, work_dir=scratch.directory, program=_empty),
+              "plugins": engine.open_stack("br-plugin-floor", backend, work_dir=scratch.directory,
+                                           program=_one_per_provider(scratch))}
+    say("first up of the local stack and of both floors (not timed)")
+    for stack in (full, *floors.values()):
+        stack.up(color="never")
 
-    runs: dict[str, list[float]] = {"preview": [], "preview_floor": [], "up": [], "up_floor": []}
+    stacks = {"full": full, **floors}
+    runs: dict[str, list[float]] = {f"{op}_{name}": [] for op in ("preview", "up") for name in stacks}
     for index in range(repeat):
-        # Alternate which goes first, so neither always meets the other's leftovers.
-        pairs = [(full, ""), (empty, "_floor")] if index % 2 == 0 else [(empty, "_floor"), (full, "")]
-        for stack, suffix in pairs:
-            runs["preview" + suffix].append(timed(lambda: engine.preview(stack, expect_no_changes=True))[0])
-        for stack, suffix in pairs:
-            runs["up" + suffix].append(timed(lambda: stack.up(color="never", expect_no_changes=True))[0])
-        say(f"floor run {index + 1}/{repeat}: preview {runs['preview'][-1]:.2f}s vs {runs['preview_floor'][-1]:.2f}s, "
-            f"up {runs['up'][-1]:.2f}s vs {runs['up_floor'][-1]:.2f}s")
+        # Rotate which goes first, so none always meets another's leftovers.
+        order = list(stacks)[index % 3:] + list(stacks)[:index % 3]
+        for op in ("preview", "up"):
+            for name in order:
+                stack = stacks[name]
+                run = (lambda: engine.preview(stack, expect_no_changes=True)) if op == "preview" else \
+                    (lambda: stack.up(color="never", expect_no_changes=True))
+                runs[f"{op}_{name}"].append(timed(run)[0])
+        say(f"floor run {index + 1}/{repeat}: " + ", ".join(
+            f"{op} {runs[f'{op}_full'][-1]:.2f}s vs {runs[f'{op}_empty'][-1]:.2f}s / {runs[f'{op}_plugins'][-1]:.2f}s"
+            for op in ("preview", "up")))
     result: dict[str, Any] = {"runs": runs, "repeat": repeat}
     for op in ("preview", "up"):
-        ratios = [a / b for a, b in zip(runs[op], runs[op + "_floor"])]
-        result[op] = {"median_s": median(runs[op]), "floor_median_s": median(runs[op + "_floor"]),
-                      "ratio_median": median(ratios), "ratios": ratios}
+        result[op] = {"median_s": median(runs[f"{op}_full"])}
+        for name in FLOORS:
+            ratios = [a / b for a, b in zip(runs[f"{op}_full"], runs[f"{op}_{name}"])]
+            result[op][name] = {"floor_median_s": median(runs[f"{op}_{name}"]), "ratio_median": median(ratios),
+                                "ratios": ratios}
     result["objects"] = rendered_objects(scratch, "local")
     return result
 
