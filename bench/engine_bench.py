@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import yaml
 
-from bench.common import (ACCESS_KEY, ROOT, SECRET_KEY, Scratch, configure, local_config, median, run_probe, say,
-                          team_config, timed)
+from bench.common import (ACCESS_KEY, PASSPHRASE, ROOT, SECRET_KEY, Scratch, configure, local_config, median,
+                          run_probe, say, team_config, timed)
 
 
 def _empty() -> None:
@@ -168,3 +168,64 @@ def envs_create(scratch: Scratch, repeat: int) -> dict[str, Any]:
         say(f"envs create {created:.1f}s ({objects[-1]} objects), destroy {destroyed:.1f}s")
     return {"create_s": median(creates), "destroy_s": median(destroys), "creates": creates, "destroys": destroys,
             "objects": objects[-1] if objects else None, "runs": repeat}
+
+
+def envs_applied(scratch: Scratch, repeat: int) -> dict[str, Any]:
+    """`envs create` of a new branch to objects applied on a real API server (tests/apiserver.py's fixture, with
+    its controller manager), then `envs destroy` until the namespace is gone. It runs envs' own create and
+    destroy in this process, through a workspace whose program marks every object skipAwait: with no nodes and
+    no operators nothing becomes ready, so what is timed is applying, not waiting for pods."""
+    from unittest import mock
+
+    import engine
+    from envs import cli
+    from tests.apiserver import binaries, crd_documents, instance_without_awaiting, running_api_server
+
+    creates, destroys, objects = [], [], []
+    with running_api_server(binaries(), crd_documents()) as api:
+        kubeconfig = api.kubeconfig(scratch.directory / "kubeconfig")
+        backend = engine.Backend(url=scratch.backend_url, passphrase=PASSPHRASE, extra_env={"KUBECONFIG": str(kubeconfig)})
+        envs_engine = cli.Engine(scratch.directory)
+        envs_engine.workspace = engine.workspace(backend, work_dir=scratch.directory, program=instance_without_awaiting)
+        keys = {"AIRFLOW_PLATFORM_S3_ACCESS_KEY_ID": ACCESS_KEY, "AIRFLOW_PLATFORM_S3_SECRET_ACCESS_KEY": SECRET_KEY}
+        for index in range(repeat):
+            branch = f"feature/applied-{index}-{int(time.time())}"
+            with mock.patch.dict("os.environ", keys):
+                created, code = timed(lambda: cli.create(
+                    envs_engine, branch, dags_repo="https://git.example.org/dags.git", parent_stack=None,
+                    overrides={"s3.endpointUrl": scratch.endpoint}, out=lambda *_: None))
+            if code != 0:
+                raise RuntimeError(f"envs create {branch} failed ({code})")
+            namespace = f"airflow-{cli.branch_instance_name(branch)}"
+            objects.append(_objects_in(api, namespace))
+            destroyed, code = timed(lambda: (cli.destroy(envs_engine, branch, out=lambda *_: None),
+                                             _wait_gone(api, namespace))[0])
+            if code != 0:
+                raise RuntimeError(f"envs destroy {branch} failed ({code})")
+            creates.append(created)
+            destroys.append(destroyed)
+            say(f"envs create to applied objects {created:.1f}s ({objects[-1]} objects), destroy until the namespace is "
+                f"gone {destroyed:.1f}s")
+    return {"create_s": median(creates), "destroy_s": median(destroys), "creates": creates, "destroys": destroys,
+            "objects": objects[-1] if objects else None, "runs": repeat}
+
+
+def _objects_in(api, namespace: str) -> int:
+    """Objects of every namespaced kind the server lists, in `namespace`, plus the namespace itself."""
+    count = 1
+    for group in ["/api/v1"] + [f"/apis/{g['preferredVersion']['groupVersion']}"
+                                for g in api.request("GET", "/apis").body["groups"]]:
+        for resource in api.request("GET", group).body.get("resources", []):
+            if resource["namespaced"] and "/" not in resource["name"] and "list" in resource.get("verbs", []):
+                if resource["name"] == "events":  # the server's, not ours
+                    continue
+                count += len(api.request("GET", f"{group}/namespaces/{namespace}/{resource['name']}").body.get("items", []))
+    return count
+
+
+def _wait_gone(api, namespace: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while api.request("GET", f"/api/v1/namespaces/{namespace}").status != 404:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"namespace {namespace} still there {timeout:.0f}s after envs destroy")
+        time.sleep(0.5)

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             results["teams"] = engine_bench.team_previews(scratch, [int(n) for n in args.teams.split(",")], args.workers)
             say("envs create / destroy")
             results["envs"] = engine_bench.envs_create(scratch, args.repeat)
+            say("envs create / destroy against a real API server")
+            results["envs_applied"] = engine_bench.envs_applied(scratch, args.repeat)
         finally:
             scratch.stop()
     if args.suite_runs:

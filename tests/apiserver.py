@@ -11,6 +11,7 @@ no namespace gets a `default` ServiceAccount.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -269,16 +271,9 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def kube_api():
-    """A running API server serving our CRDs, as admin; torn down after the session."""
-    if missing := os.environ.get("AIRFLOW_PLATFORM_KUBE_APISERVER_MISSING"):
-        unavailable(missing)
-    try:
-        bin_dir = binaries()
-        crds = crd_documents()
-    except RuntimeError as error:
-        unavailable(f"no kube-apiserver fixture: {error}")
+@contextlib.contextmanager
+def running_api_server(bin_dir: Path, crds: list[dict]) -> Iterator[KubeAPI]:
+    """A started API server serving `crds`, as admin, stopped (and its files removed) on leaving."""
     work = Path(tempfile.mkdtemp(prefix="kube-apiserver-"))
     fixtures = []
     try:
@@ -302,7 +297,47 @@ def kube_api():
 
 
 @pytest.fixture(scope="session")
+def kube_api():
+    """A running API server serving our CRDs, as admin; torn down after the session."""
+    if missing := os.environ.get("AIRFLOW_PLATFORM_KUBE_APISERVER_MISSING"):
+        unavailable(missing)
+    try:
+        bin_dir = binaries()
+        crds = crd_documents()
+    except RuntimeError as error:
+        unavailable(f"no kube-apiserver fixture: {error}")
+    with running_api_server(bin_dir, crds) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
 def kube_apiserver_kubeconfig(kube_api, tmp_path_factory) -> Path:
     """KUBECONFIG for the fixture, as admin: what an engine test (`up` against a real API server) points the
     kubernetes provider at, with no render directory."""
     return kube_api.kubeconfig(tmp_path_factory.mktemp("kubeconfig") / "config")
+
+
+def skip_await(args):
+    """A resource transform marking every Kubernetes object `pulumi.com/skipAwait`: with no nodes and no
+    operators nothing here ever becomes ready, so `up` applies each object and does not wait for it."""
+    import pulumi
+
+    if not args.custom or not args.type_.startswith("kubernetes:") or args.type_.startswith("pulumi:providers"):
+        return None
+    props = dict(args.props)
+    metadata = props.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    annotations = {**(metadata.get("annotations") or {}), "pulumi.com/skipAwait": "true"}
+    props["metadata"] = {**metadata, "annotations": annotations}
+    return pulumi.ResourceTransformResult(props, args.opts)
+
+
+def instance_without_awaiting() -> None:
+    """Our program, as `pulumi up` runs it, with `skip_await` on every Kubernetes object."""
+    import pulumi
+
+    from components.instance import airflow_instance
+
+    pulumi.runtime.register_resource_transform(skip_await)
+    airflow_instance()

@@ -14,11 +14,10 @@ import shutil
 import time
 
 import boto3
-
-import pulumi
 import pytest
 from pulumi import automation as auto
 
+from tests.apiserver import instance_without_awaiting
 from tests.harness import ROOT
 from tests.stacks import stack_file_config
 
@@ -33,30 +32,11 @@ except engine.ToolchainMissing as error:
 ACCESS_KEY, SECRET_KEY = "engine-access-key", "engine-secret-key"
 
 
-def _skip_await(args: pulumi.ResourceTransformArgs):
-    if not args.custom or not args.type_.startswith("kubernetes:") or args.type_.startswith("pulumi:providers"):
-        return None
-    props = dict(args.props)
-    metadata = props.get("metadata")
-    if not isinstance(metadata, dict):
-        return None
-    annotations = {**(metadata.get("annotations") or {}), "pulumi.com/skipAwait": "true"}
-    props["metadata"] = {**metadata, "annotations": annotations}
-    return pulumi.ResourceTransformResult(props, args.opts)
-
-
-def program() -> None:
-    from components.instance import airflow_instance
-
-    pulumi.runtime.register_resource_transform(_skip_await)
-    airflow_instance()
-
-
 def open_test_stack(name: str, work, kubeconfig, s3_endpoint, **config) -> auto.Stack:
     shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     backend = engine.Backend(url=f"file://{work}", passphrase="engine-test",
                              extra_env={"KUBECONFIG": str(kubeconfig)})
-    stack = engine.open_stack(name, backend, work_dir=work, program=program)
+    stack = engine.open_stack(name, backend, work_dir=work, program=instance_without_awaiting)
     values = {**stack_file_config("dev"), "instance": name, **config,
               "s3": {"endpointUrl": s3_endpoint, "bucket": f"{name}-logs", "forceDestroy": True}}
     for key, value in values.items():
