@@ -351,7 +351,7 @@ class S3Settings(_Model):
     @field_validator("bucket")
     @classmethod
     def _bucket_name(cls, value: str | None) -> str | None:
-        from components.log_bucket import bucket_name_errors
+        from components.log_bucket_props import bucket_name_errors
 
         if value is not None and (errors := bucket_name_errors(value)):
             raise ValueError("; ".join(errors))
@@ -745,7 +745,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Settings:
-        from components.log_bucket import bucket_name_errors
+        from components.log_bucket_props import bucket_name_errors
         from components.stack_rules import security_problems
 
         self._stack = (info.context or {}).get("stack") or ""
