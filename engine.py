@@ -24,7 +24,7 @@ from pulumi import automation as auto
 from pulumi.runtime import rpc
 
 from components.instance import airflow_instance
-from components.log_bucket import delete_refusal
+from components.log_bucket_provider import delete_refusal
 
 ROOT = Path(__file__).resolve().parent
 POLICY_PACK = ROOT / "policy"

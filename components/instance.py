@@ -20,7 +20,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import capacity, restore_source
-from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs, KerberosMounts
+from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs
+from components.airflow_pods import KerberosMounts
 from components.config import load_settings, secret_output
 from components.footprint import stack_outputs
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs

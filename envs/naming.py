@@ -18,7 +18,7 @@ import unicodedata
 
 from components import kube
 from components.config import Settings
-from components.log_bucket import bucket_name_errors
+from components.log_bucket_props import bucket_name_errors
 
 PREFIX = "br-"
 HASH_LENGTH = 6

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from components import kube
-from components.log_bucket import bucket_name_errors
+from components.log_bucket_props import bucket_name_errors
 from envs import cli
 from envs.cli import StackInfo, StackMissing
 from envs.naming import branch_instance_name, max_instance_length

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import socket
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +25,9 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-from components import log_bucket
-from components.log_bucket import BucketProvider, LogBucketError, bucket_name_errors
+from components import log_bucket_props, log_bucket_provider
+from components.log_bucket_props import bucket_name_errors
+from components.log_bucket_provider import BucketProvider, LogBucketError
 from tests.harness import run_stack
 
 ACCESS_KEY = "AKIATESTLOGBUCKET000"
@@ -254,7 +254,7 @@ def test_create_refuses_a_bucket_that_already_exists(provider: BucketProvider, e
 def test_create_records_features_the_store_does_not_implement(
     provider: BucketProvider, endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_client = log_bucket._s3_client
+    real_client = log_bucket_provider._s3_client
 
     def not_implemented(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         parsed = {
@@ -275,7 +275,7 @@ def test_create_records_features_the_store_does_not_implement(
 
         return managed()
 
-    monkeypatch.setattr(log_bucket, "_s3_client", client_without_pab)
+    monkeypatch.setattr(log_bucket_provider, "_s3_client", client_without_pab)
     props = make_props(endpoint)
     outs = create(provider, props)
     assert outs["unsupported_features"] == ["encryption", "public_access_block"]
@@ -346,7 +346,7 @@ def test_update_changes_retention_prefix_and_tags(provider: BucketProvider, endp
 
 def _outs_for(props: dict[str, Any]) -> dict[str, Any]:
     """What create would have stored, without calling S3."""
-    return log_bucket._outputs(log_bucket._settings(props), [])
+    return log_bucket_props.outputs(log_bucket_props.settings_from(props), [])
 
 
 def test_diff_identical_props_has_no_changes(provider: BucketProvider) -> None:
@@ -505,25 +505,24 @@ def test_provider_pickles_by_reference_and_holds_no_credentials(provider: Bucket
     assert isinstance(dill.loads(__import__("base64").b64decode(first)), BucketProvider)
 
 
-def _provider_version_of(source: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """`_provider_version()` as a copy of the module with `source` computes it."""
+def _provider_version_of(source: bytes, tmp_path: Path) -> str:
+    """`provider_version()` as a copy of the provider module with `source` computes it."""
     path = tmp_path / "log_bucket_copy.py"
     path.write_bytes(source)
     spec = importlib.util.spec_from_file_location("log_bucket_copy", path)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "log_bucket_copy", module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    return module._provider_version()
+    return module.provider_version()
 
 
 def test_a_change_of_the_provider_code_shows_in_preview_as_an_in_place_update(
-    provider: BucketProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    provider: BucketProvider, tmp_path: Path
 ) -> None:
-    shipped = log_bucket._provider_version()
-    source = Path(log_bucket.__file__).read_bytes()
+    shipped = log_bucket_provider.provider_version()
+    source = Path(log_bucket_provider.__file__).read_bytes()
     # The same code gives the same version (no spurious diff on every preview); any edit gives another.
-    assert _provider_version_of(source, tmp_path, monkeypatch) == shipped
-    edited = _provider_version_of(source + b"\n# a fix of the provider\n", tmp_path, monkeypatch)
+    assert _provider_version_of(source, tmp_path) == shipped
+    edited = _provider_version_of(source + b"\n# a fix of the provider\n", tmp_path)
     assert edited != shipped
     # The program hands the version to the engine as an input, and the provider diffs on it.
     assert run_stack({}, stack="dev").one("S3Bucket").inputs["provider_version"] == shipped

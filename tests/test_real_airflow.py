@@ -44,7 +44,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from components import kube
-from components.airflow_control_plane import fernet_key_from
+from components.airflow_settings import fernet_key_from
 from tests.harness import ROOT, run_stack
 from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
