@@ -495,7 +495,7 @@ def test_provider_pickles_by_reference_and_holds_no_credentials(provider: Bucket
     for blob in (pickle.dumps(provider), dill.dumps(provider, recurse=True)):
         assert SECRET_KEY.encode() not in blob
         assert ACCESS_KEY.encode() not in blob
-        assert b"components.log_bucket" in blob  # by reference: the provider process imports the module
+        assert b"components.log_bucket_provider" in blob  # by reference: the provider process imports the module
         assert isinstance(pickle.loads(blob), BucketProvider)
 
     # What Pulumi itself stores in `__provider`: deterministic, so it never shows up as a spurious diff.
