@@ -219,3 +219,9 @@ def plot(r: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    # `python -m bench.report`: rewrite results.md and the plot from results.json, e.g. after bench.ci_times ran.
+    here = Path(__file__).resolve().parent
+    write(json.loads((here / "results.json").read_text()), here)
