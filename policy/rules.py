@@ -266,7 +266,7 @@ def is_disposable_stack(stack: str) -> bool:
 
 
 def stateful_protected(resource: Checked) -> list[str]:
-    """On every stack but the disposable ones the database and the log bucket must be protected."""
+    """On every stack but the disposable ones the database, its namespace and the log bucket must be protected."""
     what = STATEFUL_TYPES.get(resource.type)
     if what is None or is_disposable_stack(resource.stack) or resource.protect:
         return []
@@ -289,8 +289,8 @@ RULES: dict[str, tuple[Callable[[Checked], list[str]], str]] = {
     ),
     "stateful-protected": (
         stateful_protected,
-        "On every stack but dev, local and branch environments the database cluster and the log bucket are "
-        "protected against deletion.",
+        "On every stack but dev, local and branch environments the database cluster, the namespace holding it and "
+        "the log bucket are protected against deletion.",
     ),
     "pinned-image-tags": (
         pinned_image_tags,
