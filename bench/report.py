@@ -15,6 +15,11 @@ def _s(value) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
+def _each(values, digits: int = 1, unit: str = "") -> str:
+    """The single runs behind a median, as the report lists them after it."""
+    return ", ".join(f"{value:.{digits}f}{unit}" for value in values)
+
+
 def write(r: dict, out: Path) -> None:
     lines = [
         "# Benchmarks: what a stack costs to preview, to apply and to keep running",
@@ -42,7 +47,7 @@ def write(r: dict, out: Path) -> None:
         ]
         for op, label in (("preview", "preview"), ("up", "no-op `up`")):
             cells = [f"{_s(f[op][name]['floor_median_s'])} | **{f[op][name]['ratio_median']:.2f}x** "
-                     f"({', '.join(f'{x:.2f}' for x in f[op][name]['ratios'])})" for name in ("empty", "plugins")]
+                     f"({_each(f[op][name]['ratios'], 2)})" for name in ("empty", "plugins")]
             lines.append(f"| {label} | {_s(f[op]['median_s'])} | {' | '.join(cells)} | {f['repeat']} |")
         lines.append("")
         lines.append("Ratios are medians of per-run ratios.")
@@ -93,7 +98,7 @@ def write(r: dict, out: Path) -> None:
             "",
             f"`python -m envs create` of a new branch to rendered manifests ({v['objects']} objects, bucket created on "
             f"the local S3 endpoint), a fresh process as a developer runs it: **{_s(v['create_s'])}** median of "
-            f"{v['runs']} ({', '.join(f'{x:.1f}' for x in v['creates'])}); `envs destroy` {_s(v['destroy_s'])}.",
+            f"{v['runs']} ({_each(v['creates'])}); `envs destroy` {_s(v['destroy_s'])}.",
             "",
         ]
     if "envs_applied" in r:
@@ -102,9 +107,9 @@ def write(r: dict, out: Path) -> None:
             f"To objects applied on a real kube-apiserver (the test fixture, with its garbage collector and namespace "
             f"controller): envs' own create, in a warm process, every object skipAwait (no nodes: no pod ever "
             f"becomes ready, so waiting for readiness is not part of it): **{_s(v['create_s'])}** median of "
-            f"{v['runs']} ({', '.join(f'{x:.1f}' for x in v['creates'])}), {v['objects']} objects in the namespace "
+            f"{v['runs']} ({_each(v['creates'])}), {v['objects']} objects in the namespace "
             f"with the namespace; `envs destroy` until the namespace is gone {_s(v['destroy_s'])} "
-            f"({', '.join(f'{x:.1f}' for x in v['destroys'])}).",
+            f"({_each(v['destroys'])}).",
             "",
         ]
     fp = r["footprint"]
@@ -150,8 +155,8 @@ def write(r: dict, out: Path) -> None:
         lines += [
             "## 4. The edit-test loop",
             "",
-            f"`.venv/bin/python -m pytest -q -m \"not slow\" -p no:cacheprovider`: {', '.join(f'{w:.0f} s' for w in s['wall_s'])} "
-            f"wall, {', '.join(f'{c:.0f} s' for c in s['cpu_s'])} CPU ({s['runs']} run(s); {s['summary']}). "
+            f"`.venv/bin/python -m pytest -q -m \"not slow\" -p no:cacheprovider`: {_each(s['wall_s'], 0, ' s')} "
+            f"wall, {_each(s['cpu_s'], 0, ' s')} CPU ({s['runs']} run(s); {s['summary']}). "
             "Target: under 60 s.",
             "",
         ]
