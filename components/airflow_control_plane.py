@@ -275,7 +275,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                 image_pull_policy=s.image_pull_policy,
                 args=part.args,
                 env_from=self._pods.env_from(part.component),
-                env=self._pods.env(part.component) or None,
+                env=self._pods.env(part.component),
                 ports=part.ports,
                 resources=kube.resource_requirements(part.resources),
                 security_context=kube.restricted_container_security_context(),

@@ -118,10 +118,12 @@ class AirflowPods:
         return volumes, mounts
 
     def env(self, component: str) -> list[k8s.core.v1.EnvVarArgs]:
+        """The literal env of `component`'s Airflow container (its settings come from `env_from`)."""
+        env = kube.airflow_env()
         kerberos = self._kerberos
         if kerberos is not None and component in TICKET_HOLDERS:
-            return list(kerberos.env) + (list(kerberos.api_env) if component == API_SERVER and self._with_kerberos_api else [])
-        return []
+            env += list(kerberos.env) + (list(kerberos.api_env) if component == API_SERVER and self._with_kerberos_api else [])
+        return env
 
     def env_from(self, component: str) -> list[k8s.core.v1.EnvFromSourceArgs]:
         s = self._settings
@@ -320,7 +322,7 @@ class AirflowPods:
             args=args,
             command=command,
             env_from=self.env_from(MIGRATE),
-            env=self._database_url_env(),
+            env=[*kube.airflow_env(), *self._database_url_env()],
             resources=kube.resource_requirements(resources),
             security_context=kube.restricted_container_security_context(),
             volume_mounts=mounts,
@@ -336,7 +338,7 @@ class AirflowPods:
             image=s.image,
             image_pull_policy=s.image_pull_policy,
             env_from=self.env_from(TASK),
-            env=self.env(TASK) or None,
+            env=self.env(TASK),
             resources=kube.resource_requirements(s.task_pod.resources),
             security_context=kube.restricted_container_security_context(),
             volume_mounts=mounts,

@@ -184,6 +184,7 @@ class KerberosKeytab(pulumi.ComponentResource):
             secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=self.keytab_secret.metadata.name, default_mode=0o440),
         )
         env = [
+            *kube.airflow_env(),
             *self.env,
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__CORE__SECURITY", value="kerberos"),
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__KERBEROS__PRINCIPAL", value=args.settings.principal),

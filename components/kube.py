@@ -226,6 +226,23 @@ def resource_requirements(resources, ephemeral_storage=AIRFLOW_EPHEMERAL_STORAGE
     )
 
 
+# Where every Airflow process reads `airflow.cfg` from: nowhere. Before it runs any subcommand but `version`, the
+# `airflow` command of Airflow 3.3 writes a default airflow.cfg to AIRFLOW_CONFIG (default
+# $AIRFLOW_HOME/airflow.cfg) unless that path exists (airflow/__main__.py calls
+# configuration.write_default_airflow_configuration_if_needed). The official image ships no airflow.cfg and our
+# root filesystem is read-only, so every Airflow container died at start with `OSError: [Errno 30] Read-only file
+# system: '/opt/airflow/airflow.cfg'`. Every setting of ours is an AIRFLOW__* variable and the file has nothing to
+# add, so it is /dev/null: present in every container (the OCI runtime creates it), not a directory, empty when
+# read. Airflow reads it as an empty file and writes nothing.
+AIRFLOW_CONFIG_FILE = "/dev/null"
+
+
+def airflow_env() -> list[k8s.core.v1.EnvVarArgs]:
+    """The environment every container that runs Airflow code needs besides Airflow's settings (the instance's
+    ConfigMap, or the Kerberos renewer's own variables): see AIRFLOW_CONFIG_FILE."""
+    return [k8s.core.v1.EnvVarArgs(name="AIRFLOW_CONFIG", value=AIRFLOW_CONFIG_FILE)]
+
+
 def scratch_volumes() -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
     """The writable paths an Airflow process needs under a read-only root filesystem: /tmp and its logs."""
     volumes = [

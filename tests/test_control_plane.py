@@ -266,6 +266,28 @@ def test_every_pod_meets_pod_security_restricted():
         assert "/tmp" in mounts or name == "dev-statsd-exporter", name  # a Go binary that writes no file
 
 
+def test_every_container_that_runs_airflow_reads_an_airflow_cfg_that_exists_so_airflow_never_writes_one():
+    # Airflow 3.3's `airflow` command writes a default airflow.cfg to AIRFLOW_CONFIG unless that path exists;
+    # under our read-only root that killed every Airflow container at start (tests/test_real_airflow.py shows it).
+    run = dev({**KERBEROS_CONFIG, **GIT}, {"kerberosKeytab": KEYTAB_B64})
+    specs = all_pod_specs(run)
+    specs.update({c.k8s_name: c.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in run.of_kind("CronJob")})
+    image = task_template(run)["spec"]["containers"][0]["image"]
+    runs_airflow = set()
+    for name, spec in specs.items():
+        for container in containers_of(spec):
+            command = container.get("command") or ["airflow"]  # the image's entrypoint runs `airflow <args>`
+            if container["image"] != image or not (command[0] == "airflow" or "exec airflow " in command[-1]):
+                continue  # git-sync, the StatsD exporter, a file copy: no Airflow code
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert env.get("AIRFLOW_CONFIG") == "/dev/null", (name, container["name"])
+            runs_airflow.add(f"{name}/{container['name']}")
+    assert runs_airflow >= {
+        "dev-migrate-3-3-2/migrate", "dev-cleanup/db-clean", "dev-kerberos/renewer", "task pod/base",
+        *(f"dev-{c}/{c}" for c in LONG_RUNNING), *(f"dev-{c}/wait-for-migrations" for c in LONG_RUNNING),
+    }
+
+
 def test_probes_test_the_process_not_just_the_port():
     run = dev()
     api = pod_spec(run.one("Deployment", "dev-api-server"))["containers"][0]
