@@ -198,8 +198,10 @@ class AirflowPods:
         port = kube.API_SERVER_PORT
 
         def jobs_check(job_type: str) -> dict:
+            # `--local`: a running job of this type recorded under this pod's hostname, as Airflow computes it (the
+            # job records it the same way). Airflow refuses `--local` together with `--hostname`.
             command = k8s.core.v1.ExecActionArgs(
-                command=["sh", "-c", f'exec airflow jobs check --job-type {job_type} --local --hostname "$HOSTNAME"']
+                command=["sh", "-c", f"exec airflow jobs check --job-type {job_type} --local"]
             )
             return {
                 # Unready while its job has no recent heartbeat (cannot reach the database, stuck on a DAG): a
