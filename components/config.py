@@ -68,8 +68,8 @@ class Settings(SettingsModel):
     kubernetes_context: str | None = Field(None, description="kubeconfig context to deploy to (default: current)")
     protect: bool | None = Field(
         None,
-        description="protect and retain the database and the log bucket; unset: on every stack but dev, local "
-        "and branch environments, and only those may turn it off",
+        description="protect and retain the database and the log bucket; unset: on every stack but dev, local, "
+        "local-* and branch environments, and only those may turn it off",
     )
 
     airflow_image: str = Field("apache/airflow", description="image repository")

@@ -83,17 +83,17 @@ def git_problems(s: Settings) -> list[tuple[str, str]]:
 
 
 def lifecycle_problems(s: Settings) -> list[tuple[str, str]]:
-    """Only disposable stacks (dev, local, branch environments) may drop their data or use the development
-    login; a team's stack is as precious as prod."""
+    """Only disposable stacks (dev, local, local-*, branch environments: policy.rules.is_disposable_stack) may drop
+    their data or use the development login; a team's stack is as precious as prod."""
     problems = []
     if s.disposable:
         return problems
     if s.protect is False:
         problems.append(("protect", f"stack '{s.stack}' is long-lived: its database and bucket must be protected; "
-                         "only dev, local and branch environments may turn protect off"))
+                         "only dev, local, local-* and branch environments may turn protect off"))
     if s.auth.mode == "simple":
-        problems.append(("auth.mode", f"'simple' (SimpleAuthManager) is for development only; stack '{s.stack}' "
-                         "needs oidc or ldap"))
+        problems.append(("auth.mode", f"'simple' (SimpleAuthManager) is for development only (dev, local, local-* "
+                         f"and branch environments); stack '{s.stack}' needs oidc or ldap"))
     return problems
 
 

@@ -255,14 +255,17 @@ STATEFUL_TYPES = {
     # Deleting a namespace deletes everything in it, the database included.
     "kubernetes:core/v1:Namespace": "the namespace holding the database",
 }
-# The only stacks whose data may be thrown away: a developer's `dev` and `local`, and branch environments
-# (`br-<slug>-<hash>`, named by envs/naming.py from this prefix). A team's stack is as precious as prod.
+# The only stacks whose data may be thrown away: a developer's `dev` and `local`, the `local-<name>` copies of a
+# stack that scripts/local-up renders (`Pulumi.local-*.yaml`, git-ignored; README: "Checking and rendering a stack
+# without a cluster"), and branch environments (`br-<slug>-<hash>`, named by envs/naming.py from this prefix).
+# A team's stack is as precious as prod.
 DISPOSABLE_STACKS = ("dev", "local")
+LOCAL_STACK_PREFIX = "local-"
 BRANCH_STACK_PREFIX = "br-"
 
 
 def is_disposable_stack(stack: str) -> bool:
-    return stack in DISPOSABLE_STACKS or stack.startswith(BRANCH_STACK_PREFIX)
+    return stack in DISPOSABLE_STACKS or stack.startswith((LOCAL_STACK_PREFIX, BRANCH_STACK_PREFIX))
 
 
 def stateful_protected(resource: Checked) -> list[str]:
@@ -272,7 +275,8 @@ def stateful_protected(resource: Checked) -> list[str]:
         return []
     return [
         f"{what} '{resource.name}' on long-lived stack '{resource.stack}' must be protected (set protect: true); "
-        f"only {', '.join(DISPOSABLE_STACKS)} and branch environments ({BRANCH_STACK_PREFIX}*) are disposable"
+        f"only {', '.join(DISPOSABLE_STACKS)}, {LOCAL_STACK_PREFIX}* and branch environments ({BRANCH_STACK_PREFIX}*) "
+        "are disposable"
     ]
 
 
@@ -289,7 +293,7 @@ RULES: dict[str, tuple[Callable[[Checked], list[str]], str]] = {
     ),
     "stateful-protected": (
         stateful_protected,
-        "On every stack but dev, local and branch environments the database cluster, the namespace holding it and "
+        "On every stack but dev, local, local-* and branch environments the database cluster, the namespace holding it and "
         "the log bucket are protected against deletion.",
     ),
     "pinned-image-tags": (

@@ -263,12 +263,19 @@ def test_simple_auth_is_refused_on_long_lived_stacks(name):
     assert "auth.mode: 'simple' (SimpleAuthManager) is for development only" in refused({"auth": {"mode": "simple"}}, name=name)
     with pytest.raises(ConfigError, match="auth.mode"):
         parse_settings({"instance": "staging"}, stack="staging")
+    # Only the `local-` prefix makes a local copy: a name that merely starts with the word is long-lived.
+    for name in ("localsearch", "locals", "team-local"):
+        with pytest.raises(ConfigError, match="auth.mode"):
+            parse_settings({"instance": name}, stack=name)
 
 
-@pytest.mark.parametrize("name", ["dev", "local", "br-feature-x-abcdef"])
+# local-*: the git-ignored copies (`Pulumi.local-*.yaml`) that `AIRFLOW_PLATFORM_LOCAL_STACK=local-x scripts/local-up`
+# renders, as the README shows for team-search.
+@pytest.mark.parametrize("name", ["dev", "local", "local-search", "br-feature-x-abcdef"])
 def test_dev_local_and_branch_stacks_may_use_simple_auth_and_are_not_protected(name):
     settings = parse_settings({"instance": name, "auth": {"mode": "simple"}}, stack=name)
     assert settings.protected is False
+    assert parse_settings({"instance": name, "protect": False}, stack=name).protected is False
 
 
 def test_no_committed_stack_hands_admin_to_a_group_not_named_for_its_instance():

@@ -242,7 +242,7 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 @pytest.mark.parametrize(
     "stack, must_protect",
     [("prod", True), ("prod-eu", True), ("team-analytics", True), ("production", True), ("staging", True),
-     ("dev", False), ("local", False), ("br-prod-x-aaaaaa", False)],
+     ("localprod", True), ("dev", False), ("local", False), ("local-search", False), ("br-prod-x-aaaaaa", False)],
 )
 def test_database_its_namespace_and_bucket_must_be_protected_on_every_stack_but_dev_local_and_branches(type_, stack, must_protect):
     assert rules.stateful_protected(Checked(type_, {}, stack=stack, protect=True, name="x")) == []
