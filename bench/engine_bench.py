@@ -193,7 +193,9 @@ def envs_applied(scratch: Scratch, repeat: int) -> dict[str, Any]:
             with mock.patch.dict("os.environ", keys):
                 created, code = timed(lambda: cli.create(
                     envs_engine, branch, dags_repo="https://git.example.org/dags.git", parent_stack=None,
-                    overrides={"s3.endpointUrl": scratch.endpoint}, out=lambda *_: None))
+                    # Pods (none run here) must be told an S3 endpoint off loopback on a deployed stack.
+                    overrides={"s3.endpointUrl": scratch.endpoint, "s3.podEndpointUrl": "http://s3.bench.test:9000"},
+                    out=lambda *_: None))
             if code != 0:
                 raise RuntimeError(f"envs create {branch} failed ({code})")
             namespace = f"airflow-{cli.branch_instance_name(branch)}"

@@ -97,7 +97,11 @@ class Settings(SettingsModel):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     postgres_external_uri: SecretStr | None = _secret("database URI when postgres.mode is external")
 
-    s3: S3Settings = Field(default_factory=S3Settings)
+    s3: S3Settings = Field(
+        default_factory=S3Settings,
+        description="the log bucket (and the database's backups): `pulumi up` provisions it through endpointUrl; pods "
+        "are told podEndpointUrl (default endpointUrl), never a loopback address on a deployed stack",
+    )
     s3_access_key_id: SecretStr | None = _secret(
         "S3 key that provisions the bucket, used by `pulumi up` only (unset: the ambient AWS credential chain)"
     )

@@ -141,7 +141,15 @@ class PostgresSettings(SettingsModel):
 
 
 class S3Settings(SettingsModel):
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (Ceph RGW, MinIO); unset for AWS")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (Ceph RGW, MinIO) `pulumi up` provisions the bucket through; unset for AWS"
+    )
+    pod_endpoint_url: str | None = Field(
+        None,
+        description="the S3 endpoint as pods reach it: the log connection, the database's backups and restores, task "
+        "pods' egress; unset: endpointUrl. Set it when pods reach the store another way (a Service name, a host "
+        "address on the cluster network); never a loopback address on a deployed stack",
+    )
     region: str = "us-east-1"
     bucket: str | None = Field(None, description="defaults to `<namespace>-airflow-logs`")
     log_prefix: str = "logs"
@@ -156,12 +164,17 @@ class S3Settings(SettingsModel):
         None, description="ARN of the backup credential's user: the bucket policy confines it to the backup prefix"
     )
 
-    @field_validator("endpoint_url")
+    @field_validator("endpoint_url", "pod_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"'{value}' must be an http:// or https:// URL")
         return value
+
+    @property
+    def pod_endpoint(self) -> str | None:
+        """The endpoint every pod is told: podEndpointUrl, else endpointUrl (None: AWS)."""
+        return self.pod_endpoint_url if self.pod_endpoint_url is not None else self.endpoint_url
 
     @field_validator("bucket")
     @classmethod

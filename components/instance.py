@@ -14,7 +14,9 @@ Automation API inline program (`engine.py`), so both paths run exactly this code
 
 Three S3 credentials, one per job: `s3AccessKeyId` provisions the bucket and is used by `pulumi up` alone;
 `s3LogAccessKeyId` goes into the log connection (Airflow and task pods); `s3BackupAccessKeyId` goes to
-PostgreSQL's backups. None falls back to another.
+PostgreSQL's backups. None falls back to another. Likewise two endpoints: `pulumi up` provisions through
+`s3.endpointUrl`, and pods (the log connection, the backups, task pods' egress) are told `s3.podEndpointUrl`,
+which defaults to it.
 """
 import pulumi
 import pulumi_kubernetes as k8s
@@ -85,6 +87,7 @@ def airflow_instance() -> None:
             bucket_name=settings.bucket_name,
             region=settings.s3.region,
             endpoint_url=settings.s3.endpoint_url,
+            pod_endpoint_url=settings.s3.pod_endpoint,
             log_prefix=settings.s3.log_prefix,
             retention_days=settings.s3.retention_days,
             access_key_id=s3_access_key_id,
@@ -114,7 +117,7 @@ def airflow_instance() -> None:
                 bucket=logs.bucket_name,
                 prefix=settings.postgres.backups.prefix,
                 region=settings.s3.region,
-                endpoint_url=settings.s3.endpoint_url,
+                endpoint_url=settings.s3.pod_endpoint,
                 ca_bundle=settings.s3.ca_bundle,
                 access_key_id=secret_output(settings.s3_backup_access_key_id),
                 secret_access_key=secret_output(settings.s3_backup_secret_access_key),
@@ -182,6 +185,7 @@ def airflow_instance() -> None:
                 pooler=database.pooler_name,
                 metrics_exporter=settings.metrics.enabled,
                 prometheus_scrapes_database=settings.metrics.enabled and settings.metrics.prometheus_operator,
+                s3_endpoint=settings.s3.pod_endpoint,
             ),
             opts=on_cluster,
         )

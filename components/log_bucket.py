@@ -55,7 +55,10 @@ class S3Bucket(dynamic.Resource, name="S3Bucket"):
 class LogBucketArgs:
     bucket_name: str
     region: str = "us-east-1"
+    # Where `pulumi up` reaches the store to provision the bucket; None: AWS.
     endpoint_url: str | None = None
+    # Where pods reach it, written into the log connection (s3.podEndpointUrl); None: endpoint_url.
+    pod_endpoint_url: str | None = None
     log_prefix: str = "logs"
     retention_days: int = 30
     # The provisioning credential, used here (by `pulumi up`) and nowhere else. Unset: the default chain.
@@ -144,8 +147,9 @@ class LogBucket(pulumi.ComponentResource):
         else:
             verify = True
         extra: dict[str, Any] = {"region_name": args.region, "verify": verify}
-        if args.endpoint_url:
-            extra["endpoint_url"] = args.endpoint_url
+        pod_endpoint_url = args.pod_endpoint_url if args.pod_endpoint_url is not None else args.endpoint_url
+        if pod_endpoint_url:
+            extra["endpoint_url"] = pod_endpoint_url
 
         def connection(values: dict[str, Any]) -> dict[str, Any]:
             conn: dict[str, Any] = {"conn_type": "aws"}

@@ -8,19 +8,26 @@
     <instance>-pg-from-cluster           the cluster's own pods (replicas, join and backup jobs) → PostgreSQL:5432
     <instance>-pg-from-operator          CloudNativePG's operator → PostgreSQL:5432 and its status port 8000
     <instance>-task-egress               task pods → DNS, the api-server, the StatsD exporter (if metrics are on),
-                                         and `network.taskPodEgressCidrs`
+                                         the S3 endpoint pods are told (`s3.podEndpointUrl`, where a policy
+                                         can name it), and `network.taskPodEgressCidrs`
     <instance>-pg-metrics                any namespace (Prometheus) → CloudNativePG's exporters on PostgreSQL:9187
                                          and PgBouncer:9127 (if the Prometheus operator is on)
 
 Task pods run user code, so they are also the only pods whose egress is limited: by default they can reach
-anything outside the cluster except the cloud metadata service (which hands out the node's credentials).
+anything outside the cluster except the cloud metadata service (which hands out the node's credentials). They
+always reach the S3 endpoint they upload their logs to, whatever `taskPodEgressCidrs` says, when a policy can
+name it: an IP address, or a Service of the cluster (`<service>.<namespace>.svc[.<cluster domain>]`, whose
+namespace the rule names, any port: a Service's port need not be its pods'). A host name outside the cluster
+(AWS, an RGW behind DNS) can only be let through by `taskPodEgressCidrs`: NetworkPolicy knows no names.
 Probes come from the kubelet on the node, which the common CNIs (Calico, Cilium) let through regardless.
 The policies do nothing unless the cluster's CNI enforces NetworkPolicy.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -47,6 +54,8 @@ class NetworkPoliciesArgs:
     # The exporter's own policy (components/metrics.py) admits StatsD; task pods must also be let out to it.
     metrics_exporter: bool = False
     prometheus_scrapes_database: bool = False
+    # The S3 endpoint pods are told (s3.podEndpointUrl); None: AWS, reached through taskPodEgressCidrs.
+    s3_endpoint: str | None = None
 
 
 def _port(number: int, protocol: str = "TCP") -> k8s.networking.v1.NetworkPolicyPortArgs:
@@ -167,6 +176,9 @@ class NetworkPolicies(pulumi.ComponentResource):
             for cidr in settings.task_pod_egress_cidrs
         ]
         rules = [dns, api] + ([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=outside)] if outside else [])
+        s3 = s3_egress(self._args.s3_endpoint)
+        if s3 is not None:
+            rules.append(s3)
         if self._args.metrics_exporter:
             # An ipBlock does not reliably cover pod addresses, so the in-namespace exporter gets its own rule.
             rules.append(k8s.networking.v1.NetworkPolicyEgressRuleArgs(
@@ -177,6 +189,30 @@ class NetworkPolicies(pulumi.ComponentResource):
             "task-egress",
             k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=self._component(TASK), policy_types=["Egress"], egress=rules),
         )
+
+
+def s3_egress(endpoint: str | None) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs | None:
+    """The egress rule to the S3 endpoint task pods upload logs to, where a NetworkPolicy can name it."""
+    if endpoint is None:
+        return None
+    url = urlsplit(endpoint)
+    host = url.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        block = k8s.networking.v1.IPBlockArgs(cidr=f"{address}/{address.max_prefixlen}")
+        return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=block)], ports=[_port(port)]
+        )
+    labels = host.rstrip(".").split(".")
+    if len(labels) >= 3 and labels[2] == "svc":  # <service>.<namespace>.svc[.<cluster domain>]
+        return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=_namespace(labels[1]))]
+        )
+    return None
 
 
 def _within(inner: str, outer: str) -> bool:

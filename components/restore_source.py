@@ -37,7 +37,7 @@ def resolve(settings, root: Path = ROOT) -> tuple[RestoreSource | None, list[str
     problems: list[str] = []
     if settings.postgres.mode == "external":
         problems.append("postgres.mode is external: there is no CloudNativePG cluster to restore into")
-    endpoint = settings.s3.endpoint_url
+    endpoint = settings.s3.pod_endpoint  # CloudNativePG's pods read the archive
     if restore.source == settings.instance:
         if not backups.enabled:
             problems.append(f"source '{restore.source}' is this stack, and postgres.backups.enabled is false: no backups to restore")
@@ -74,7 +74,7 @@ def resolve(settings, root: Path = ROOT) -> tuple[RestoreSource | None, list[str
         bucket = s3.bucket or f"{raw.get('namespace') or f'airflow-{instance}'}-airflow-logs"
         prefix = restore.prefix or postgres.backups.prefix
         server = restore.server_name or postgres.backups.server_name or kube.resource_name(instance, "pg")
-        endpoint = s3.endpoint_url
+        endpoint = s3.pod_endpoint
     target = restore.target_time.isoformat() if restore.target_time else None
     return RestoreSource(bucket, prefix, server, endpoint, target), problems
 

@@ -1,15 +1,18 @@
 """The security rules a stack's settings must pass, checked with every other config rule before anything
 is created: who holds which S3 credential, how DAG code is fetched, which stacks may be thrown away, who
-may sign in with a development login, and whether the quota can hold the instance at all.
+may sign in with a development login, whether pods are told an S3 endpoint they can reach, and whether the
+quota can hold the instance at all.
 
 Each rule returns (config key, problem) pairs; `Settings` gathers them into its one ConfigError.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from components.config import Settings
@@ -97,6 +100,34 @@ def lifecycle_problems(s: Settings) -> list[tuple[str, str]]:
     return problems
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether a URL's host is the machine it is used on: 127.0.0.0/8, ::1 (also IPv4-mapped), the unspecified
+    address, localhost and *.localhost. In a pod, that is the pod itself."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    address = getattr(address, "ipv4_mapped", None) or address
+    return address.is_loopback or address.is_unspecified
+
+
+def endpoint_problems(s: Settings) -> list[tuple[str, str]]:
+    """Pods are told s3.podEndpointUrl (default s3.endpointUrl) for logs and backups. `pulumi up` may well reach
+    the store on this machine's loopback, but a pod given a loopback address reaches itself: refused on a stack
+    that deploys to a cluster. Rendering (kubernetesRenderDir) only writes it down; scripts/local-up says so."""
+    url = s.s3.pod_endpoint
+    if url is None or s.kubernetes_render_dir is not None or not is_loopback_host(urlsplit(url).hostname or ""):
+        return []
+    where = "" if s.s3.pod_endpoint_url is not None else " (unset, so s3.endpointUrl)"
+    return [("s3.podEndpointUrl", f"'{url}'{where} is a loopback address, which in a pod is the pod itself: the log "
+             "connection and the database's backups would never reach S3. Set s3.podEndpointUrl to an address pods "
+             "reach (a Service such as http://minio.minio.svc:9000, the store's host name, an IP on the cluster "
+             "network); loopback (127.0.0.0/8, ::1, localhost) is allowed only when rendering (kubernetesRenderDir)")]
+
+
 def quota_problems(s: Settings) -> list[tuple[str, str]]:
     from components import capacity
 
@@ -106,4 +137,4 @@ def quota_problems(s: Settings) -> list[tuple[str, str]]:
 
 
 def security_problems(s: Settings) -> list[tuple[str, str]]:
-    return credential_problems(s) + git_problems(s) + lifecycle_problems(s) + quota_problems(s)
+    return credential_problems(s) + git_problems(s) + lifecycle_problems(s) + endpoint_problems(s) + quota_problems(s)

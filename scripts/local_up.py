@@ -2,11 +2,14 @@
 
 One Airflow instance (the `local` stack) rendered as Kubernetes YAML into rendered/local/, with its log bucket
 really created on a local S3 endpoint (moto's server on 127.0.0.1, left running for the next run). State is a
-file backend under .local/ with a passphrase that protects only this throw-away state.
+file backend under .local/ with a passphrase that protects only this throw-away state. It ends with what the
+pods are told about S3: the local endpoint is on this machine's loopback, which no pod reaches, unless the
+stack file says otherwise (s3.podEndpointUrl).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -108,6 +111,7 @@ def main() -> int:
     print(f"Log bucket on the local S3 endpoint {endpoint} (moto, pid {(LOCAL / 'moto.pid').read_text()})\n")
     for name, output in sorted(result.outputs.items()):
         print(f"  {name:18} {'[secret]' if output.secret else output.value}")
+    print(f"\n{pod_endpoint_notice(stack_s3_config(stack), endpoint)}")
     print(f"""
 Next:
   - apply to a cluster that has CloudNativePG 1.30 and the Barman Cloud plugin:
@@ -116,6 +120,30 @@ Next:
   - set up a real stack: README.md, "Running a real stack"
 """)
     return 0
+
+
+def stack_s3_config(stack: auto.Stack) -> dict:
+    value = stack.get_all_config().get("airflow-platform:s3")
+    return json.loads(value.value) if value is not None and value.value else {}
+
+
+def pod_endpoint_notice(s3: dict, endpoint: str) -> str:
+    """What the rendered pods are told about S3, and what to do when that is this machine's loopback."""
+    from urllib.parse import urlsplit
+
+    from components.stack_rules import is_loopback_host
+
+    url = s3.get("podEndpointUrl") or s3.get("endpointUrl") or endpoint
+    source = "s3.podEndpointUrl" if s3.get("podEndpointUrl") else "s3.podEndpointUrl is unset, so s3.endpointUrl"
+    if not is_loopback_host(urlsplit(url).hostname or ""):
+        return f"Pods are told S3 is at {url} ({source}): the log connection and the database's backups."
+    return f"""WARNING: pods are told S3 is at {url} ({source}): this machine's loopback, which no pod reaches.
+  The bucket was provisioned there, but on a cluster the log connection and the database's backups would fail.
+  Before applying {RENDERED} to a cluster, serve S3 where pods reach it and say so in Pulumi.{STACK}.yaml
+  (kept by the next run), e.g.
+      airflow-platform:s3:
+        podEndpointUrl: http://<an address pods reach>:<port>
+  then run scripts/local-up again. `pulumi up` to a cluster refuses a loopback s3.podEndpointUrl."""
 
 
 def show(output: str) -> None:

@@ -30,6 +30,7 @@ except engine.ToolchainMissing as error:
     pytest.skip(str(error), allow_module_level=True)
 
 ACCESS_KEY, SECRET_KEY = "engine-access-key", "engine-secret-key"
+POD_S3_ENDPOINT = "http://s3.airflow-platform.test:9000"
 
 
 def open_test_stack(name: str, work, kubeconfig, s3_endpoint, **config) -> auto.Stack:
@@ -37,8 +38,11 @@ def open_test_stack(name: str, work, kubeconfig, s3_endpoint, **config) -> auto.
     backend = engine.Backend(url=f"file://{work}", passphrase="engine-test",
                              extra_env={"KUBECONFIG": str(kubeconfig)})
     stack = engine.open_stack(name, backend, work_dir=work, program=instance_without_awaiting)
+    # The bucket is provisioned on the loopback S3 fixture; pods (none run here) are told an address off loopback,
+    # as a deployed stack must.
     values = {**stack_file_config("dev"), "instance": name, **config,
-              "s3": {"endpointUrl": s3_endpoint, "bucket": f"{name}-logs", "forceDestroy": True}}
+              "s3": {"endpointUrl": s3_endpoint, "podEndpointUrl": POD_S3_ENDPOINT, "bucket": f"{name}-logs",
+                     "forceDestroy": True}}
     for key, value in values.items():
         from components.config import config_text
 
