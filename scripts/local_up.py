@@ -2,15 +2,16 @@
 
 One Airflow instance (the `local` stack) rendered as Kubernetes YAML into rendered/local/, with its log bucket
 really created on a local S3 endpoint (moto's server on 127.0.0.1, left running for the next run). State is a
-file backend under .local/ with a passphrase that protects only this throw-away state. It ends with what the
-pods are told about S3: the local endpoint is on this machine's loopback, which no pod reaches, unless the
-stack file says otherwise (s3.podEndpointUrl).
+file backend under .local/ with a passphrase that protects only this throw-away state. It ends with the one
+`kubectl apply` that applies the folder, and with what the pods are told about S3: the local endpoint is on
+this machine's loopback, which no pod reaches, unless the stack file says otherwise (s3.podEndpointUrl).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -114,12 +115,33 @@ def main() -> int:
     print(f"\n{pod_endpoint_notice(stack_s3_config(stack), endpoint)}")
     print(f"""
 Next:
-  - apply to a cluster that has CloudNativePG 1.30 and the Barman Cloud plugin:
-        kubectl apply -R -f {RENDERED}/0-crd -f {RENDERED}/1-manifest   # or commit the folder for Argo CD / Flux
+  - apply to a cluster that has CloudNativePG 1.30 and the Barman Cloud plugin (or commit the folder for Argo CD / Flux):
+        {shlex.join(apply_command(RENDERED))}
   - the admin password: scripts/local-up --show admin_password
   - set up a real stack: README.md, "Running a real stack"
 """)
     return 0
+
+
+def apply_command(rendered: Path) -> list[str]:
+    """`kubectl apply` of the rendered folder in one pass. The kubernetes provider writes CustomResourceDefinitions
+    to 0-crd/ (empty for us: the operators' CRDs are the cluster's) and every other object to 1-manifest/, one file
+    each named `<apiVersion>-<kind>-<namespace>-<name>.yaml`; kubectl applies a folder in file-name order, in which
+    the Namespace comes after most objects inside it, and refuses a folder without manifests. So: the CRDs if any,
+    the Namespaces, then everything (a Namespace applied twice is unchanged the second time)."""
+    crds = sorted((rendered / "0-crd").glob("*.yaml"))
+    manifests = sorted((rendered / "1-manifest").glob("*.yaml"))
+    namespaces = [path for path in manifests if _kind(path) == "Namespace"]
+    command = ["kubectl", "apply"]
+    for path in [*crds, *namespaces]:
+        command += ["-f", str(path)]
+    return [*command, "-f", str(rendered / "1-manifest")]
+
+
+def _kind(path: Path) -> str | None:
+    import yaml
+
+    return (yaml.safe_load(path.read_text()) or {}).get("kind")
 
 
 def stack_s3_config(stack: auto.Stack) -> dict:
