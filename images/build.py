@@ -615,13 +615,13 @@ class Spec:
         return normalized(self.ref)
 
 
-def _file_identity(path: Path) -> dict:
-    """What makes a file part of a key: its bytes for small ones, its path, size and time for built binaries
-    (their folders are named after the versions and lock files that made them)."""
-    st = path.stat()
-    if st.st_size < 1 << 20:
-        return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _file_identity(path: Path) -> str:
+    """What makes a file part of a key: its bytes (a rebuilt binary that came out the same changes nothing)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def image_key(spec: Spec, tools: Tools) -> str:
@@ -677,7 +677,7 @@ def _cnpg_operator_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
 
 
 SCRATCH_INPUTS: dict[str, Callable[[Tools], object]] = {
-    "pause": lambda tools: hashlib.sha256((HERE / "pause" / "pause.c").read_bytes()).hexdigest(),
+    "pause": lambda tools: _file_identity(HERE / "pause" / "pause.c"),
     "statsd-exporter": lambda tools: _file_identity(tools.statsd_exporter),
     "cnpg-operator": lambda tools: _file_identity(tools.node_tools / "manager"),
 }
