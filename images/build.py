@@ -57,6 +57,10 @@ BASE_RECIPE = 2
 FILE_MTIME = 1_700_000_000
 
 SUITE = "bookworm"
+# PostgreSQL and PgBouncer come from the next release: bookworm's PgBouncer (1.18) predates the `auth_dbname`
+# setting CloudNativePG 1.29 writes into every Pooler's configuration, and trixie ships the PgBouncer (1.24.1) and
+# the PostgreSQL major (17) the program pins.
+NEXT_SUITE = "trixie"
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "tini")
@@ -64,11 +68,11 @@ STD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Run in the fresh debootstrap: the suites to upgrade from, no docs or recommends in any later install, no
 # daemon started by a package, and apt's binary caches off (they would land in every derived layer).
-BASE_SCRIPT = f"""
+BASE_SCRIPT = """
 cat > /etc/apt/sources.list <<EOF
-deb {MIRROR} {SUITE} main
-deb {MIRROR} {SUITE}-updates main
-deb {SECURITY_MIRROR} {SUITE}-security main
+deb {MIRROR} {suite} main
+deb {MIRROR} {suite}-updates main
+deb {SECURITY_MIRROR} {suite}-security main
 EOF
 cat > /etc/dpkg/dpkg.cfg.d/01-nodoc <<'EOF'
 path-exclude /usr/share/doc/*
@@ -501,9 +505,18 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def base_key() -> str:
-    return _digest({"format": LAYER_FORMAT, "suite": SUITE, "mirror": MIRROR, "security": SECURITY_MIRROR,
-                    "packages": BASE_PACKAGES, "script": BASE_SCRIPT, "strip": STRIP, "recipe": BASE_RECIPE})[:16]
+def base_script(suite: str) -> str:
+    return BASE_SCRIPT.format(MIRROR=MIRROR, SECURITY_MIRROR=SECURITY_MIRROR, suite=suite)
+
+
+def base_key(suite: str = SUITE) -> str:
+    return _digest({"format": LAYER_FORMAT, "suite": suite, "mirror": MIRROR, "security": SECURITY_MIRROR,
+                    "packages": BASE_PACKAGES, "script": base_script(suite), "strip": STRIP,
+                    "recipe": BASE_RECIPE})[:16]
+
+
+def base_dir(suite: str) -> Path:
+    return store() / f"base-{suite}-{base_key(suite)}"
 
 
 @dataclass
@@ -546,12 +559,13 @@ def pip_cache() -> Path:
     return path
 
 
-def ensure_base() -> Base:
-    base = Base(base_key(), store() / f"base-{base_key()}")
+def ensure_base(suite: str = SUITE) -> Base:
+    base = Base(base_key(suite), base_dir(suite))
     if base.layer is not None and base.rootfs.is_dir():
         return base
+    current = {base_dir(s) for s in (SUITE, NEXT_SUITE)}
     for old in store().glob("base-*"):
-        if old != base.dir:
+        if old not in current:
             unmount_below(old)
             shutil.rmtree(old)
     unmount_below(base.dir) if base.dir.exists() else None
@@ -559,18 +573,18 @@ def ensure_base() -> Base:
     base.dir.mkdir(parents=True)
     log = base.dir / "build.log"
     started = time.monotonic()
-    say(f"==> base: debootstrap --variant=minbase {SUITE} + {', '.join(BASE_PACKAGES)} (about 3 minutes; log {log})")
+    say(f"==> base: debootstrap --variant=minbase {suite} + {', '.join(BASE_PACKAGES)} (about 3 minutes; log {log})")
     try:
         run_logged(
             ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-             f"--cache-dir={apt_archives()}", SUITE, str(base.rootfs), MIRROR],
+             f"--cache-dir={apt_archives()}", suite, str(base.rootfs), MIRROR],
             log, {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, "debootstrap",
         )
     finally:
         unmount_below(base.rootfs, include_top=False) if base.rootfs.exists() else None
     base.apt_lists.mkdir()
     with chroot_mounts(base.rootfs, [(base.apt_lists, "/var/lib/apt/lists", False), (apt_archives(), "/var/cache/apt/archives", False)]):
-        run_in_chroot(base.rootfs, BASE_SCRIPT, log, "upgrading the base")
+        run_in_chroot(base.rootfs, base_script(suite), log, "upgrading the base")
     # The lists live in apt-lists and the packages in apt-archives (bind-mounted into every chroot): what
     # debootstrap left in the rootfs itself goes.
     for pattern in ("var/lib/apt/lists/*", "var/cache/apt/archives/*.deb"):
@@ -579,7 +593,7 @@ def ensure_base() -> Base:
     (base.rootfs / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
     (base.rootfs / "etc/resolv.conf").write_text("")
     strip_rootfs(base.rootfs)
-    with LayerWriter(base.dir / "layer.tar", f"debootstrap --variant=minbase {SUITE} + {' '.join(BASE_PACKAGES)}") as w:
+    with LayerWriter(base.dir / "layer.tar", f"debootstrap --variant=minbase {suite} + {' '.join(BASE_PACKAGES)}") as w:
         w.add_tree(base.rootfs)
         layer = w.finish()
     say(f"    base built in {time.monotonic() - started:.0f}s, layer {layer.size / 2**20:.0f} MiB")
@@ -603,6 +617,7 @@ class Spec:
     ref: str  # as the program renders it
     config: dict  # the image config: Entrypoint, Cmd, Env, User, WorkingDir
     derived: bool = True  # on the base (else: only its own files)
+    suite: str = SUITE  # the Debian release of that base
     script: str = ""  # run by chroot in the derived image, with images/ read-only at /tmp/build
     inputs: tuple[Path, ...] = ()  # the files of images/ the script reads (part of the key)
     # Files copied in after the script: path in the image -> (host file, mode, uid, gid).
@@ -633,7 +648,7 @@ def image_key(spec: Spec, tools: Tools) -> str:
     return _digest({
         "format": LAYER_FORMAT, "ref": spec.tag, "config": spec.config, "script": spec.script, "files": files,
         "inputs": {str(path.relative_to(HERE)): _file_identity(path) for path in spec.inputs},
-        "base": base_key() if spec.derived else None, "scratch": scratch,
+        "base": base_key(spec.suite) if spec.derived else None, "scratch": scratch,
         "scratch_inputs": SCRATCH_INPUTS.get(spec.name, lambda tools: None)(tools),
     })[:16]
 
@@ -763,13 +778,14 @@ def specs(refs: dict[str, str]) -> list[Spec]:
         Spec("postgres", refs["postgres"],
              {"Cmd": ["postgres"], "User": "26",
               "Env": [f"PATH=/usr/lib/postgresql/{major}/bin:{STD_PATH}", "LANG=C.UTF-8", "PGDATA=/var/lib/postgresql/data/pgdata"]},
-             script=POSTGRES_SCRIPT.format(major=major)),
+             script=POSTGRES_SCRIPT.format(major=major), suite=NEXT_SUITE),
         Spec("pgbouncer", refs["pgbouncer"], {"Cmd": ["/usr/bin/pgbouncer", "--help"], "User": "998", "Env": [f"PATH={STD_PATH}"]},
-             script=PGBOUNCER_SCRIPT),
+             script=PGBOUNCER_SCRIPT, suite=NEXT_SUITE),
         Spec("git-sync", refs["git-sync"],
              {"Entrypoint": ["/git-sync"], "User": "65533:65533", "Env": [f"PATH={STD_PATH}", "HOME=/tmp"], "WorkingDir": "/tmp"},
              script=GIT_SYNC_SCRIPT,
-             files=lambda tools: {"/git-sync": (tools.node_tools / "git-sync", 0o755, 0, 0)}),
+             # Our stand-in (the module proxy serves no k8s.io/git-sync): python3 from the base, git from Debian.
+             files=lambda tools: {"/git-sync": (HERE / "git-sync" / "git_sync.py", 0o755, 0, 0)}),
         Spec("statsd-exporter", refs["statsd-exporter"], {"Entrypoint": ["/bin/statsd_exporter"], "User": "65534"},
              derived=False, scratch=_statsd_exporter_layer),
         Spec("cnpg-operator", refs["cnpg-operator"], {"Entrypoint": ["/manager"], "User": "65532:65532", "WorkingDir": "/"},
@@ -857,7 +873,7 @@ def build(stamp: str | None, rebuild: set[str]) -> Path:
     tools = _tools()
     index = load_index()
     all_specs = specs(refs)
-    entries, base = [], None
+    entries, bases = [], {}
     started = time.monotonic()
     for spec in all_specs:
         key = image_key(spec, tools)
@@ -875,8 +891,9 @@ def build(stamp: str | None, rebuild: set[str]) -> Path:
         work.parent.mkdir(parents=True, exist_ok=True)
         say(f"==> {spec.name}: building {spec.tag}")
         if spec.derived:
-            if base is None:
-                base = ensure_base()
+            if spec.suite not in bases:
+                bases[spec.suite] = ensure_base(spec.suite)
+            base = bases[spec.suite]
             layers = [base.layer, build_derived(spec, base, tools, work)]
         else:
             layers = [build_scratch(spec, tools, work)]

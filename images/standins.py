@@ -1,18 +1,19 @@
 """Where the test node's images differ from upstream, and why: the one place that says so.
 
-The one-node test cluster (tests/node/) runs the program unchanged, with images built on the machine from Debian
-bookworm's packages and Go modules (scripts/build-node-images), because no registry can be reached. Two upstream
-choices cannot be matched there, so the test stack sets them, through settings the program already has:
+The one-node test cluster (tests/node/) runs the program unchanged, with images built on the machine from Debian's
+packages and Go modules (scripts/build-node-images), because no registry can be reached. What cannot be matched:
 
-- Python 3.11 instead of the official image's 3.12: bookworm's python3 is 3.11, and the Airflow image installs
-  Airflow into a venv of that interpreter. The test stack sets `airflowPythonVersion: "3.11"`, so the program
-  renders `apache/airflow:<version>-python3.11`.
-- PostgreSQL 15 instead of 17: bookworm ships postgresql-15 only. The test stack sets `postgres.version: 15`,
-  so the program renders `components.images.postgres(15)`.
-
-A third difference needs no stack setting because the program does not render it: the CloudNativePG operator is
-1.29.0, not the 1.30.x the production clusters run, since the module proxy withholds two of 1.30.1's dependencies
-(toolchain-fixtures/cloudnative-pg/go.mod); its version is read from that go.mod here.
+- Python 3.11 instead of the official Airflow image's 3.12: the Airflow image is built on bookworm, whose python3
+  is 3.11. The test stack sets `airflowPythonVersion: "3.11"`, so the program renders
+  `apache/airflow:<version>-python3.11`.
+- PostgreSQL and PgBouncer come from trixie (PostgreSQL 17, the program's default major, at trixie's minor;
+  PgBouncer 1.24.1, the pinned version), so the program's own references are built and no setting changes.
+  `POSTGRES_MAJOR` is the program's default, named here so the builder and the tests say which image they mean.
+- The CloudNativePG operator is 1.29.0, not the 1.30.x the production clusters run: the module proxy withholds
+  two of 1.30.1's dependencies (toolchain-fixtures/cloudnative-pg/go.mod). The program renders no operator
+  version; the CRDs it is checked against elsewhere (scripts/fetch-crds) stay 1.30's.
+- git-sync is our stand-in (images/git-sync/git_sync.py) under git-sync's reference: the module proxy serves no
+  version of k8s.io/git-sync. It honours the command line the program gives git-sync.
 
 The builder (images/build.py) and the tests import these names; nothing else repeats them.
 """
@@ -23,11 +24,11 @@ import re
 from pathlib import Path
 
 AIRFLOW_PYTHON = "3.11"
-POSTGRES_MAJOR = 15
+POSTGRES_MAJOR = 17
 
 # The stack config that selects the stand-ins, keys as in Pulumi.<stack>.yaml (without the project prefix).
-# `postgres` is a section: merge it into a stack's own `postgres` section rather than replacing that.
-STACK_CONFIG = {"airflowPythonVersion": AIRFLOW_PYTHON, "postgres": {"version": POSTGRES_MAJOR}}
+
+STACK_CONFIG = {"airflowPythonVersion": AIRFLOW_PYTHON}
 
 _CNPG_GO_MOD = Path(__file__).resolve().parent.parent / "toolchain-fixtures" / "cloudnative-pg" / "go.mod"
 
