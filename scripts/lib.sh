@@ -104,6 +104,30 @@ ensure_kube_apiserver() {
   "$repo/scripts/fetch-crds" >/dev/null || return 1
 }
 
+# The test node (tests/node/): containerd, runc, the CNI plugins, iptables and conntrack from Debian, debootstrap
+# for the images' root filesystems and git for the DAG repository; the Kubernetes binaries come with
+# ensure_kube_apiserver. Then CoreDNS, the CloudNativePG operator and git-sync (scripts/install-node-tools) and
+# the images (scripts/build-node-images), each built once into the cache. Returns non-zero after saying why.
+ensure_node() {
+  local missing=() pkg
+  for pkg in containerd:containerd runc:runc ctr:containerd iptables:iptables conntrack:conntrack \
+             debootstrap:debootstrap gcc:gcc git:git /usr/lib/cni/bridge:containernetworking-plugins; do
+    PATH="$PATH:/usr/sbin:/sbin" command -v "${pkg%%:*}" >/dev/null || [ -x "${pkg%%:*}" ] || missing+=("${pkg#*:}")
+  done
+  if [ ${#missing[@]} != 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "==> installing the test node's Debian packages (${missing[*]})" >&2
+      apt-get update -qq >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || return 1
+    else
+      echo "==> no ${missing[*]} and no root to install them: the node tests cannot run" >&2
+      return 1
+    fi
+  fi
+  "$repo/scripts/install-node-tools" >/dev/null || return 1
+  "$repo/scripts/build-node-images" >/dev/null || return 1
+}
+
 # checkov in its own venv (it pins packages that would downgrade ours).
 ensure_checkov() {
   "$repo/scripts/checkov-venv" >/dev/null
