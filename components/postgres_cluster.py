@@ -31,6 +31,7 @@ DATABASE = "airflow"
 OWNER = "airflow"
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 RESTORE_SOURCE = "backup-source"
+POOLER_DELETION = ("pulumi.com/deletionPropagationPolicy", "background")
 COMPONENT = "database"
 
 
@@ -103,9 +104,10 @@ class PostgresCluster(pulumi.ComponentResource):
         self.user = pulumi.Output.unsecret(parsed.apply(lambda p: p.username or ""))
         self.sqlalchemy_url = pulumi.Output.secret(uri)
 
-    def _meta(self, role: str) -> k8s.meta.v1.ObjectMetaArgs:
+    def _meta(self, role: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
         return kube.object_meta(
-            self._args.instance, COMPONENT, self._args.namespace, kube.resource_name(self._args.instance, role)
+            self._args.instance, COMPONENT, self._args.namespace, kube.resource_name(self._args.instance, role),
+            annotations,
         )
 
     def _child(self, **extra) -> pulumi.ResourceOptions:
@@ -210,7 +212,11 @@ class PostgresCluster(pulumi.ComponentResource):
             f"{self._name}-pooler",
             api_version="postgresql.cnpg.io/v1",
             kind="Pooler",
-            metadata=self._meta("pgbouncer"),
+            # Deleted in the background: under the engine's default foreground deletion the Pooler waits for its
+            # Deployment to go, while CloudNativePG (before its fix for cloudnative-pg#11360) recreates that
+            # Deployment for a Pooler being deleted, so `destroy` never finished. The garbage collector removes
+            # the Deployment once the Pooler is gone.
+            metadata=self._meta("pgbouncer", {POOLER_DELETION[0]: POOLER_DELETION[1]}),
             spec={
                 "cluster": {"name": cluster_name},
                 "instances": settings.pooler_instances,

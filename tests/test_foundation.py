@@ -50,6 +50,13 @@ def test_dev_stack_creates_namespace_rbac_database_pooler_and_bucket():
     assert run.exports["database_host"] == "dev-pgbouncer.airflow-dev.svc"
 
 
+def test_the_pooler_is_deleted_without_waiting_for_its_deployment():
+    """The node test's `destroy` hung on a Pooler deleted in the foreground: CloudNativePG recreates the
+    Deployment of a Pooler being deleted (cloudnative-pg#11360), so the Pooler waited for it forever."""
+    annotations = dev().one("Pooler").metadata["annotations"]
+    assert annotations["pulumi.com/deletionPropagationPolicy"] == "background"
+
+
 def test_namespace_enforces_pod_security_restricted():
     labels = dev().one("Namespace").metadata["labels"]
     for mode in ("enforce", "audit", "warn"):

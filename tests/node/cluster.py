@@ -346,24 +346,54 @@ state = "{w}/containerd/state"
 
     # -- stop -----------------------------------------------------------------------------------------------
     def stop(self) -> list[str]:
-        """Everything back as it was; returns what could not be removed (empty when clean)."""
-        if self.api is not None and "kubelet" in self.processes and self.processes["kubelet"].poll() is None:
-            self._evict_pods()
+        """Everything back as it was; returns what could not be removed (empty when clean). Every step runs
+        even if one before it fails or is interrupted (Ctrl-C during a teardown must not strand the node)."""
+        interrupted = None
+        steps = [
+            self._evict_pods,
+            self._stop_processes,
+            lambda: host.kill_containers(self.runc_root, self.containerd_socket),
+            lambda: host.kill_processes_mentioning(str(self.work)),
+            lambda: host.unmount_under(self.work),
+            lambda: host.remove_network(self.before),
+            lambda: host.run(str(self.kube_bin / "kube-proxy"), "--cleanup", check=False),
+            host.remove_chains,
+            host.remove_cgroups,
+            self.before.remove_shared_entries,
+            lambda: shutil.rmtree(self.work, ignore_errors=True),
+        ]
+        for step in steps:
+            try:
+                step()
+            except BaseException as error:  # noqa: BLE001 - finish the teardown, then re-raise
+                interrupted = interrupted or error
+        if isinstance(interrupted, KeyboardInterrupt):
+            raise interrupted
+        return self.leftovers() + ([f"teardown step failed: {interrupted!r}"] if interrupted else [])
+
+    def _stop_processes(self) -> None:
         for name in reversed(list(self.processes)):
             stop_process(self.processes[name], grace=5)
-        host.kill_containers(self.runc_root, self.containerd_socket)
-        host.unmount_under(self.work)
-        host.remove_network(self.before)
-        proxy = self.kube_bin / "kube-proxy"
-        if proxy.exists():
-            host.run(str(proxy), "--cleanup", check=False)
-        host.remove_chains()
-        host.remove_cgroups()
-        shutil.rmtree(self.work, ignore_errors=True)
-        return self.leftovers()
+
+    @classmethod
+    def reclaim_stale(cls, kube_bin: Path, tools: Path, images: Path) -> list[str]:
+        """Tear down a node an earlier run left behind (killed before its teardown): its bridge still exists.
+        Returns what was found."""
+        if host.run("ip", "link", "show", host.BRIDGE, check=False).returncode != 0:
+            return []
+        found = sorted({Path(p) for p in host.work_dirs_in_use("airflow-node-")})
+        for work in found or [None]:
+            stale = cls(kube_bin, tools, images, work=work or Path(tempfile.mkdtemp(prefix="airflow-node-")))
+            stale.before.ip_forward, stale.before.netns = "0", set()
+            stale.before.shared = {d: None for d in host.SHARED_DIRS}
+            stale.stop()
+        return [str(w) for w in found]
 
     def _evict_pods(self) -> None:
         """Pods deleted at once (no grace), so that kubelet tears down their networks and volumes itself."""
+        kubelet = self.processes.get("kubelet")
+        if self.api is None or kubelet is None or kubelet.poll() is not None:
+            return
         pods = self.api.request("GET", "/api/v1/pods").body.get("items", [])
         for pod in pods:
             meta = pod["metadata"]
@@ -390,4 +420,5 @@ state = "{w}/containerd/state"
             found.append("net.ipv4.ip_forward changed")
         if self.work.exists():
             found.append(f"directory {self.work}")
+        found += [f"file {entry}" for entry in self.before.new_shared_entries()]
         return found

@@ -35,6 +35,8 @@ def node():
         _unavailable(f"no test node: {error}")
     from pathlib import Path
 
+    if stale := Node.reclaim_stale(kube_bin, Path(tools), Path(images)):
+        print(f"\nreclaimed a test node an earlier run left running: {stale}")
     cluster = Node(kube_bin, Path(tools), Path(images))
     try:
         cluster.start()

@@ -11,6 +11,7 @@ namespaces, interfaces, routes, iptables rules and chains, cgroups, and the forw
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -51,16 +52,43 @@ def _isolation_rules() -> list[list[str]]:
     ]
 
 
+# Where containerd's shims and the CNI plugins leave files outside the node's own directory: shim sockets and
+# cached plugin results.
+SHARED_DIRS = (Path("/run/containerd/s"), Path("/var/lib/cni/results"))
+
+
 @dataclass
 class HostState:
     """The host as it was before the node, to put back afterwards."""
 
     ip_forward: str = ""
     netns: set[str] = field(default_factory=set)
+    # For each shared directory: its entries before the node, or None if it did not exist.
+    shared: dict[Path, set[str] | None] = field(default_factory=dict)
 
     @classmethod
     def capture(cls) -> "HostState":
-        return cls(ip_forward=IP_FORWARD.read_text().strip(), netns=set(network_namespaces()))
+        shared = {d: (set(os.listdir(d)) if d.is_dir() else None) for d in SHARED_DIRS}
+        return cls(ip_forward=IP_FORWARD.read_text().strip(), netns=set(network_namespaces()), shared=shared)
+
+    def new_shared_entries(self) -> list[Path]:
+        found = []
+        for directory, before in self.shared.items():
+            if directory.is_dir():
+                found += [directory / e for e in os.listdir(directory) if before is None or e not in before]
+        return found
+
+    def remove_shared_entries(self) -> None:
+        for entry in self.new_shared_entries():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
+        for directory, before in self.shared.items():
+            # The directories themselves, and parents, that did not exist before the node and are now empty.
+            if before is None:
+                for path in (directory, directory.parent):
+                    try:
+                        path.rmdir()
+                    except OSError:
+                        break
 
 
 def network_namespaces() -> list[str]:
@@ -116,13 +144,45 @@ def kill_containers(runc_root: Path, containerd_socket: Path) -> None:
             pass
 
 
+def kill_processes_mentioning(text: str) -> None:
+    """Any process whose command line names `text` (the node's directory): what the node started, even when
+    the handles to it were lost with the test process that started it."""
+    for pid in _pids_with_argument(text):
+        if pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def work_dirs_in_use(prefix: str) -> set[str]:
+    """The node directories named on running processes' command lines (under the temp dir, `prefix*`)."""
+    found = set()
+    for pid in _pids_with_argument(prefix):
+        try:
+            proc = Path("/proc") / str(pid)
+            args = [*(proc / "cmdline").read_bytes().decode(errors="replace").split("\0"), os.readlink(proc / "cwd")]
+        except OSError:
+            continue
+        for arg in args:
+            start = arg.find("/" + prefix.split("/")[-1]) if "/" in arg else -1
+            if start >= 0:
+                head = arg[: start + 1]
+                rest = arg[start + 1:].split("/")[0]
+                found.add(head.split("=")[-1] + rest)
+    return {d for d in found if Path(d).is_dir()}
+
+
 def _pids_with_argument(text: str) -> list[int]:
+    """Processes that name `text` in their command line, their environment (the operator's KUBECONFIG) or their
+    working directory."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+            named = (entry / "cmdline").read_bytes() + b"\0" + (entry / "environ").read_bytes()
+            if text in named.decode(errors="replace") or text in os.readlink(entry / "cwd"):
                 found.append(int(entry.name))
         except OSError:
             continue
