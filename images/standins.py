@@ -15,7 +15,7 @@ packages and Go modules (scripts/build-node-images), because no registry can be 
 - git-sync is our stand-in (images/git-sync/git_sync.py) under git-sync's reference: the module proxy serves no
   version of k8s.io/git-sync. It honours the command line the program gives git-sync.
 
-The builder (images/build.py) and the tests import these names; nothing else repeats them.
+The builder (images/specs.py) and the tests import these names; nothing else repeats them.
 """
 
 from __future__ import annotations

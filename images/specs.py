@@ -1,0 +1,252 @@
+"""The node images themselves: the reference each is tagged with, read from the program's own code for a stack
+with the stand-in settings (program_refs; images/standins.py), and each image's spec: its config (entrypoint,
+user, environment), the script run in its chroot over the base (Airflow, PostgreSQL, PgBouncer, git-sync) or the
+function that writes its one layer (pause, statsd_exporter, the CloudNativePG operator), and the files it packs.
+
+image_key is each image's cache key: a hash of everything that makes it (its recipe, files, the base's key, the
+source of its layer function and the binaries it packs). images/build.py builds the specs;
+tests/node/test_images.py checks their references (through images.build).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from images.archive import LAYER_FORMAT, LayerWriter, docker_arch
+from images.base import NEXT_SUITE, SUITE, base_key
+from images.common import HERE, ROOT, STD_PATH, BuildError, digest
+
+
+# --- the references, from the program's own code --------------------------------------------------------------
+
+
+def program_refs() -> dict[str, str]:
+    """Image name -> the reference the program renders for a stack with the stand-in settings (as written
+    there, before containerd's normalisation), plus the pause image and the operator's own."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from components import images as program_images
+    from components.config import Settings
+
+    from images import standins
+
+    # A disposable stack name, so that the settings model accepts the development login without more config.
+    settings = Settings.model_validate({"instance": "dev", "auth": {"mode": "simple"}, **standins.STACK_CONFIG})
+    return {
+        "pause": "registry.k8s.io/pause:3.10",
+        "airflow": settings.image,
+        "postgres": settings.postgres.image_name,
+        "pgbouncer": program_images.PGBOUNCER,
+        "git-sync": settings.git_sync.image,
+        "statsd-exporter": settings.metrics.exporter_image,
+        "cnpg-operator": standins.CNPG_OPERATOR_IMAGE,
+    }
+
+
+def normalized(ref: str) -> str:
+    """The reference as containerd stores it: `apache/airflow:x` is `docker.io/apache/airflow:x`."""
+    first, _, rest = ref.partition("/")
+    if not rest:
+        return f"docker.io/library/{ref}"
+    if "." in first or ":" in first or first == "localhost":
+        return ref
+    return f"docker.io/{ref}"
+
+
+# --- the images ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tools:
+    """The Go-built binaries the images pack: scripts/install-node-tools and scripts/install-statsd-exporter."""
+
+    node_tools: Path
+    statsd_exporter: Path
+
+
+@dataclass
+class Spec:
+    name: str
+    ref: str  # as the program renders it
+    config: dict  # the image config: Entrypoint, Cmd, Env, User, WorkingDir
+    derived: bool = True  # on the base (else: only its own files)
+    suite: str = SUITE  # the Debian release of that base
+    script: str = ""  # run by chroot in the derived image, with images/ read-only at /tmp/build
+    inputs: tuple[Path, ...] = ()  # the files of images/ the script reads (part of the key)
+    # Files copied in after the script: path in the image -> (host file, mode, uid, gid).
+    files: Callable[[Tools], dict[str, tuple[Path, int, int, int]]] = lambda tools: {}
+    # For images without an operating system: writes the whole layer.
+    scratch: Callable[[LayerWriter, Tools, Path], None] | None = None
+
+    @property
+    def tag(self) -> str:
+        return normalized(self.ref)
+
+
+def _file_identity(path: Path) -> str:
+    """What makes a file part of a key: its bytes (a rebuilt binary that came out the same changes nothing)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def image_key(spec: Spec, tools: Tools) -> str:
+    files = {dest: [_file_identity(src), mode, uid, gid] for dest, (src, mode, uid, gid) in spec.files(tools).items()}
+    scratch = None
+    if spec.scratch is not None:
+        # The writer's own source is part of what makes the image.
+        scratch = inspect.getsource(spec.scratch)
+    return digest({
+        "format": LAYER_FORMAT, "ref": spec.tag, "config": spec.config, "script": spec.script, "files": files,
+        "inputs": {str(path.relative_to(HERE)): _file_identity(path) for path in spec.inputs},
+        "base": base_key(spec.suite) if spec.derived else None, "scratch": scratch,
+        "scratch_inputs": SCRATCH_INPUTS.get(spec.name, lambda tools: None)(tools),
+    })[:16]
+
+
+def _passwd(*lines: str) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _pause_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
+    binary = work / "pause"
+    source = HERE / "pause" / "pause.c"
+    proc = subprocess.run(["gcc", "-static", "-Os", "-Wall", "-o", str(binary), str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"gcc could not build {source}:\n{proc.stderr}")
+    subprocess.run(["strip", str(binary)], check=True)
+    w.add_host_file("pause", binary, 0o755)
+
+
+def _statsd_exporter_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
+    # As upstream: the binary in /bin, running as nobody; it writes nothing.
+    w.add_dir("bin")
+    w.add_host_file("bin/statsd_exporter", tools.statsd_exporter, 0o755)
+    w.add_dir("etc")
+    w.add_bytes("etc/passwd", _passwd("root:x:0:0:root:/root:/sbin/nologin", "nobody:x:65534:65534:nobody:/home:/sbin/nologin"))
+    w.add_bytes("etc/group", _passwd("root:x:0:", "nogroup:x:65534:"))
+    w.add_dir("tmp", 0o1777)
+
+
+def _cnpg_operator_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
+    # As upstream (distroless static, nonroot): /operator/manager_<arch>, /manager a link to it (the operator
+    # globs operator/manager_* from / to learn its architectures), and user 65532.
+    w.add_dir("operator")
+    w.add_host_file(f"operator/manager_{docker_arch()}", tools.node_tools / "manager", 0o755, 65532, 65532)
+    w.add_symlink("manager", f"operator/manager_{docker_arch()}")
+    w.add_dir("etc")
+    w.add_bytes("etc/passwd", _passwd("root:x:0:0:root:/root:/sbin/nologin", "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin"))
+    w.add_bytes("etc/group", _passwd("root:x:0:", "nonroot:x:65532:"))
+    w.add_dir("home")
+    w.add_dir("home/nonroot", 0o700, 65532, 65532)
+    w.add_dir("tmp", 0o1777)
+
+
+SCRATCH_INPUTS: dict[str, Callable[[Tools], object]] = {
+    "pause": lambda tools: _file_identity(HERE / "pause" / "pause.c"),
+    "statsd-exporter": lambda tools: _file_identity(tools.statsd_exporter),
+    "cnpg-operator": lambda tools: _file_identity(tools.node_tools / "manager"),
+}
+
+AIRFLOW_SCRIPT = """
+echo 'airflow:x:50000:0:airflow:/home/airflow:/bin/bash' >> /etc/passwd
+apt-get update -qq
+apt-get install -y -qq krb5-user
+# The official image's layout: Airflow in /home/airflow/.local (a venv of the system Python here), AIRFLOW_HOME
+# /opt/airflow owned by the user and group 0, group-writable.
+python3 -m venv /home/airflow/.local
+/home/airflow/.local/bin/python -m pip install -q --upgrade pip
+/home/airflow/.local/bin/python -m pip install -q -r /tmp/build/airflow/requirements.txt
+/home/airflow/.local/bin/python -m pip check || echo "warning: pip check reports conflicts (above)"
+rm -rf /home/airflow/.cache /root/.cache
+mkdir -p /opt/airflow
+chown 50000:0 /home/airflow /opt/airflow
+chmod 775 /home/airflow /opt/airflow
+install -m 755 /tmp/build/airflow/entrypoint /entrypoint
+AIRFLOW_HOME=/tmp/airflow-check /home/airflow/.local/bin/airflow version
+rm -rf /tmp/airflow-check
+"""
+
+POSTGRES_SCRIPT = """
+# CloudNativePG runs PostgreSQL as 26:26; the package must find that user (initdb needs a passwd entry), so it
+# exists before the package creates its own. No cluster is created: the operator runs initdb.
+echo 'postgres:x:26:26:PostgreSQL administrator:/var/lib/postgresql:/bin/bash' >> /etc/passwd
+echo 'postgres:x:26:' >> /etc/group
+mkdir -p /etc/postgresql-common
+echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
+apt-get update -qq
+apt-get install -y -qq -o Dpkg::Options::=--force-confold postgresql-{major}
+test "$(id -u postgres):$(id -g postgres)" = 26:26
+test ! -e /var/lib/postgresql/{major}/main
+/usr/lib/postgresql/{major}/bin/postgres --version
+locale -a | grep -qix 'C.utf8'
+"""
+
+PGBOUNCER_SCRIPT = """
+# The upstream image's user (CloudNativePG runs the Pooler's pods as 998:996).
+echo 'pgbouncer:x:996:' >> /etc/group
+echo 'pgbouncer:x:998:996:PgBouncer:/var/lib/pgbouncer:/usr/sbin/nologin' >> /etc/passwd
+apt-get update -qq
+apt-get install -y -qq -o Dpkg::Options::=--force-confold pgbouncer
+# CloudNativePG's instance manager starts /usr/bin/pgbouncer; Debian installs it in /usr/sbin.
+[ -e /usr/bin/pgbouncer ] || ln -s ../sbin/pgbouncer /usr/bin/pgbouncer
+/usr/bin/pgbouncer --version
+"""
+
+GIT_SYNC_SCRIPT = """
+echo 'git-sync:x:65533:65533:git-sync:/tmp:/usr/sbin/nologin' >> /etc/passwd
+echo 'git-sync:x:65533:' >> /etc/group
+apt-get update -qq
+apt-get install -y -qq git openssh-client
+git --version
+"""
+
+
+IMAGE_NAMES = ("pause", "airflow", "postgres", "pgbouncer", "git-sync", "statsd-exporter", "cnpg-operator")
+
+
+def specs(refs: dict[str, str]) -> list[Spec]:
+    from images import standins
+
+    major = standins.POSTGRES_MAJOR
+    airflow_env = [
+        "PATH=/home/airflow/.local/bin:" + STD_PATH,
+        "AIRFLOW_HOME=/opt/airflow",
+        "AIRFLOW_UID=50000",
+        "AIRFLOW_USER_HOME_DIR=/home/airflow",
+        "HOME=/home/airflow",
+        "LANG=C.UTF-8",
+        "LC_ALL=C.UTF-8",
+        "PYTHONUNBUFFERED=1",
+    ]
+    return [
+        Spec("pause", refs["pause"], {"Entrypoint": ["/pause"], "User": "65535:65535"}, derived=False,
+             scratch=_pause_layer),
+        Spec("airflow", refs["airflow"],
+             {"Entrypoint": ["/usr/bin/tini", "--", "/entrypoint"], "Cmd": [], "Env": airflow_env, "User": "50000",
+              "WorkingDir": "/opt/airflow"},
+             script=AIRFLOW_SCRIPT, inputs=(HERE / "airflow" / "requirements.txt", HERE / "airflow" / "entrypoint")),
+        Spec("postgres", refs["postgres"],
+             {"Cmd": ["postgres"], "User": "26",
+              "Env": [f"PATH=/usr/lib/postgresql/{major}/bin:{STD_PATH}", "LANG=C.UTF-8", "PGDATA=/var/lib/postgresql/data/pgdata"]},
+             script=POSTGRES_SCRIPT.format(major=major), suite=NEXT_SUITE),
+        Spec("pgbouncer", refs["pgbouncer"], {"Cmd": ["/usr/bin/pgbouncer", "--help"], "User": "998", "Env": [f"PATH={STD_PATH}"]},
+             script=PGBOUNCER_SCRIPT, suite=NEXT_SUITE),
+        Spec("git-sync", refs["git-sync"],
+             {"Entrypoint": ["/git-sync"], "User": "65533:65533", "Env": [f"PATH={STD_PATH}", "HOME=/tmp"], "WorkingDir": "/tmp"},
+             script=GIT_SYNC_SCRIPT,
+             # Our stand-in (the module proxy serves no k8s.io/git-sync): python3 from the base, git from Debian.
+             files=lambda tools: {"/git-sync": (HERE / "git-sync" / "git_sync.py", 0o755, 0, 0)}),
+        Spec("statsd-exporter", refs["statsd-exporter"], {"Entrypoint": ["/bin/statsd_exporter"], "User": "65534"},
+             derived=False, scratch=_statsd_exporter_layer),
+        Spec("cnpg-operator", refs["cnpg-operator"], {"Entrypoint": ["/manager"], "User": "65532:65532", "WorkingDir": "/"},
+             derived=False, scratch=_cnpg_operator_layer),
+    ]
