@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.node.cluster import NODE_NAME, Node
     from tests.node.instance import Airflow, GitServer, S3OnBridge, open_branch_stack, service_url
 
-    results: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": _load()}
     node = Node(binaries(), Path(_script("install-node-tools", 3600)), Path(_script("build-node-images", 3600)))
     work = Path(tempfile.mkdtemp(prefix="node-bench-"))
     try:
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.destroy(color="never")
             git.stop()
     finally:
+        results["load_after"] = _load()
         results["teardown_leftovers"] = node.stop()
     (args.out / "node.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "node.md").write_text(report(results))
@@ -154,9 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def report(r: dict) -> str:
     lines = [f"# An instance on the test node ({r['when']})", "",
-             "Measured by `python -m bench.node_bench` on the one-node cluster of tests/node/ (2 cores).", "",
+             "Measured by `python -m bench.node_bench` on the one-node cluster of tests/node/ (2 cores; load average "
+             f"{r.get('load_before', '?')} before, {r.get('load_after', '?')} after).", "",
              f"- test node started (s from nothing): {r['node_start_s']}",
              f"- `up` of a branch-like stack, no skipAwait: **{r['up_s']} s**; each Deployment available at (s): {r['ready_s']}",
              f"- first DAG parsed: {r['first_dag_parsed_s']} s after `up` started",
