@@ -106,8 +106,9 @@ ensure_kube_apiserver() {
 
 # The test node (tests/node/): containerd, runc, the CNI plugins, iptables and conntrack from Debian, debootstrap
 # for the images' root filesystems and git for the DAG repository; the Kubernetes binaries come with
-# ensure_kube_apiserver. Then CoreDNS, the CloudNativePG operator and git-sync (scripts/install-node-tools) and
-# the images (scripts/build-node-images), each built once into the cache. Returns non-zero after saying why.
+# ensure_kube_apiserver. Then CoreDNS and the CloudNativePG operator (scripts/install-node-tools) and the images
+# (scripts/build-node-images; gcc compiles their pause), each built once into the cache. Returns non-zero after
+# saying why.
 ensure_node() {
   local missing=() pkg
   for pkg in containerd:containerd runc:runc ctr:containerd iptables:iptables conntrack:conntrack \

@@ -4,6 +4,7 @@ folder's last test, and the teardown fails the run if it left anything on the ho
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,6 @@ def node():
         images = _script("build-node-images", BUILD_TIMEOUT)
     except RuntimeError as error:
         _unavailable(f"no test node: {error}")
-    from pathlib import Path
 
     if stale := Node.reclaim_stale(kube_bin, Path(tools), Path(images)):
         print(f"\nreclaimed a test node an earlier run left running: {stale}")
