@@ -79,8 +79,10 @@ class Settings(SettingsModel):
     instance_title: str | None = Field(None, description="shown in the UI; defaults to the instance name")
     navbar_color: CssColour = Field("#fff", description="navbar colour of the FAB login pages, e.g. red for prod")
 
+    # The api-server used 0.02-0.03 cores idle and during a task on the test node (bench/node.md); its limit takes
+    # the bursts of the UI.
     api_server: ApiServerSettings = Field(
-        default_factory=lambda: ApiServerSettings(resources=resources("250m", "1Gi", "1", "2Gi"))
+        default_factory=lambda: ApiServerSettings(resources=resources("100m", "1Gi", "1", "2Gi"))
     )
     scheduler: ComponentSettings = Field(
         default_factory=lambda: ComponentSettings(resources=resources("500m", "1Gi", "2", "2Gi"))

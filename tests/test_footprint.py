@@ -75,5 +75,5 @@ def test_dev_counts_every_pod_that_runs_all_the_time():
     # Every container of ours is sized; before the Pooler and the Barman sidecar were, LimitRange defaults gave
     # dev a quarter more than its objects said.
     assert result.defaulted_containers == 0 and result.declared_requests == result.requests
-    assert (round(result.requests.cpu, 2), result.requests.memory / GIB) == (1.35, 3.0625)
-    assert stack_outputs(settings)["monthly_cost"] == round(1.35 * 30 + 3.0625 * 4, 2)
+    assert (round(result.requests.cpu, 2), result.requests.memory / GIB) == (1.2, 3.0625)
+    assert stack_outputs(settings)["monthly_cost"] == round(1.2 * 30 + 3.0625 * 4, 2)
