@@ -129,8 +129,13 @@ def test_a_triggered_task_runs_in_its_own_pod_under_the_task_service_account(nod
     assert spec["serviceAccountName"] in task_accounts
     env_names = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
     assert not any("SQL_ALCHEMY_CONN" in name for name in env_names)
-    log = airflow.log("node_smoke", run_id, "hello")
-    assert "hello from a task pod" in log and "database URL in env: False" in log
+    # The run is marked a success before the task pod has uploaded its log; until the upload lands the API
+    # server says it cannot read the (gone) pod's log server. Seconds, not minutes.
+    deadline = time.monotonic() + 60
+    while "hello from a task pod" not in (log := airflow.log("node_smoke", run_id, "hello")):
+        assert time.monotonic() < deadline, log
+        time.sleep(1)
+    assert "database URL in env: False" in log
     deadline = time.monotonic() + 60
     while items(node.api, f"/api/v1/namespaces/{namespace}/pods?labelSelector=dag_id%3Dnode_smoke"):
         assert time.monotonic() < deadline, "the finished task's pod was not deleted"
@@ -141,8 +146,13 @@ def test_the_finished_tasks_log_is_in_the_stacks_bucket(deployed, s3_on_bridge, 
     _, up, _ = deployed
     s3 = boto3.client("s3", endpoint_url=s3_on_bridge, aws_access_key_id=ACCESS_KEY,
                       aws_secret_access_key=SECRET_KEY, region_name="us-east-1")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=up.outputs["log_bucket"].value).get("Contents", [])]
-    smoke = [k for k in keys if "dag_id=node_smoke" in k]
+    deadline = time.monotonic() + 60
+    while True:
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=up.outputs["log_bucket"].value).get("Contents", [])]
+        smoke = [k for k in keys if "dag_id=node_smoke" in k]
+        if smoke or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert smoke, keys
     body = s3.get_object(Bucket=up.outputs["log_bucket"].value, Key=smoke[0])["Body"].read().decode()
     assert "hello from a task pod" in body
