@@ -22,15 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.common import say  # noqa: E402
-
-
-def _quantity(text: str) -> float:
-    """A Kubernetes quantity as a number (cores or bytes)."""
-    suffixes = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
-    for suffix, factor in sorted(suffixes.items(), key=lambda item: -len(item[0])):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    return float(text)
+from components.config_rules import cpu_cores, memory_bytes  # noqa: E402
 
 
 def requests_by_pod(api, namespace: str) -> dict[str, dict[str, float]]:
@@ -39,8 +31,8 @@ def requests_by_pod(api, namespace: str) -> dict[str, dict[str, float]]:
         cpu = memory = 0.0
         for container in pod["spec"]["containers"]:
             asked = (container.get("resources") or {}).get("requests") or {}
-            cpu += _quantity(asked.get("cpu", "0"))
-            memory += _quantity(asked.get("memory", "0"))
+            cpu += cpu_cores(asked.get("cpu", "0"))
+            memory += memory_bytes(asked.get("memory", "0"))
         found[pod["metadata"]["name"]] = {"cpu": cpu, "memory": memory}
     return found
 

@@ -42,17 +42,6 @@ READY_TIMEOUT = 120
 POSTGRES_UID = 26
 
 
-def _kubeconfig(path: Path, server: str, ca: Path, token: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "node",
-        "clusters": [{"name": "node", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": "user", "user": {"token": token}}],
-        "contexts": [{"name": "node", "context": {"cluster": "node", "user": "user"}}],
-    }))
-    path.chmod(0o600)
-    return path
-
-
 class Node:
     def __init__(self, kube_bin: Path, tools: Path, images: Path, work: Path | None = None):
         self.kube_bin, self.tools, self.images = kube_bin, tools, images
@@ -187,7 +176,7 @@ state = "{w}/containerd/state"
         self.api = KubeAPI(self.url, c.tokens["admin"], str(c.ca))
         self._wait("kube-apiserver", lambda: self.api.request("GET", "/readyz").ok)
         self.kubeconfigs = {
-            client_name: _kubeconfig(w / f"{client_name}.kubeconfig", self.url, c.ca, token)
+            client_name: KubeAPI(self.url, token, str(c.ca)).kubeconfig(w / f"{client_name}.kubeconfig")
             for client_name, token in c.tokens.items()
         }
         self._start("kube-controller-manager", [
@@ -269,7 +258,7 @@ state = "{w}/containerd/state"
     errors
     ready 127.0.0.1:{ready_port}
     kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        kubeconfig {self.kubeconfigs['coredns']} node
+        kubeconfig {self.kubeconfigs['coredns']} fixture
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
     }}
