@@ -174,7 +174,11 @@ def test_a_running_tasks_log_is_readable_while_it_runs(node, deployed, airflow):
     while airflow.get(f"/dags/node_long/dagRuns/{run_id}").json().get("state") not in ("success", "failed"):
         assert time.monotonic() < deadline
         time.sleep(2)
-    assert "tick 44" in airflow.log("node_long", run_id, "tick")
+    # As for the smoke task: the run's success comes seconds before the log's upload.
+    deadline = time.monotonic() + 60
+    while "tick 44" not in (log := airflow.log("node_long", run_id, "tick")):
+        assert time.monotonic() < deadline, log
+        time.sleep(1)
 
 
 def test_destroy_leaves_nothing_in_the_cluster(node, deployed):
