@@ -104,14 +104,14 @@ ensure_kube_apiserver() {
   "$repo/scripts/fetch-crds" >/dev/null || return 1
 }
 
-# The test node (tests/node/): containerd, runc, the CNI plugins, iptables and conntrack from Debian, debootstrap
-# for the images' root filesystems and git for the DAG repository; the Kubernetes binaries come with
-# ensure_kube_apiserver. Then CoreDNS and the CloudNativePG operator (scripts/install-node-tools) and the images
-# (scripts/build-node-images; gcc compiles their pause), each built once into the cache. Returns non-zero after
-# saying why.
+# The test node (tests/node/): containerd, runc, the CNI plugins, iptables, ipset (kube-router's NetworkPolicy
+# sets) and conntrack from Debian, debootstrap for the images' root filesystems and git for the DAG repository; the
+# Kubernetes binaries come with ensure_kube_apiserver. Then CoreDNS, the CloudNativePG operator and kube-router
+# (scripts/install-node-tools) and the images (scripts/build-node-images; gcc compiles their pause), each built
+# once into the cache. Returns non-zero after saying why.
 ensure_node() {
   local missing=() pkg
-  for pkg in containerd:containerd runc:runc ctr:containerd iptables:iptables conntrack:conntrack \
+  for pkg in containerd:containerd runc:runc ctr:containerd iptables:iptables ipset:ipset conntrack:conntrack \
              debootstrap:debootstrap gcc:gcc git:git /usr/lib/cni/bridge:containernetworking-plugins; do
     PATH="$PATH:/usr/sbin:/sbin" command -v "${pkg%%:*}" >/dev/null || [ -x "${pkg%%:*}" ] || missing+=("${pkg#*:}")
   done
