@@ -129,8 +129,13 @@ def task_pods_that_fit(s: Settings) -> int:
     """How many task pods run at once beside the control plane before the quota refuses the next."""
     hard = quota_hard(s)
     base, task = control_plane(s), task_pod(s)
-    fits = [math.floor((_amount(m, hard[m]) - base.measure(m)) / task.measure(m) + 1e-9) for m in MEASURES]
-    fits.append(int(hard["pods"]) - base.pods)
+    fits = [int(hard["pods"]) - base.pods]
+    for m in MEASURES:
+        room = _amount(m, hard[m]) - base.measure(m)
+        if task.measure(m) > 0:
+            fits.append(math.floor(room / task.measure(m) + 1e-9))
+        elif room < 0:  # a task pod that asks for none of it still needs the control plane to fit
+            fits.append(0)
     return max(min(fits), 0)
 
 

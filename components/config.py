@@ -34,11 +34,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from components import kube
 from components.config_rules import (
-    Base64Secret, CssColour, DnsLabel, LabelValue, cpu_cores, image_reference_problem, memory_bytes,
+    Base64Secret, CssColour, DnsLabel, LabelValue, SecretLine, SecretText, cpu_cores, image_reference_problem,
+    memory_bytes, shown, text,
 )
 from components.config_sections import (
     ApiServerSettings, AuthSettings, ComponentSettings, CostSettings, DbCleanupSettings, ExecutorSettings,
@@ -62,10 +62,13 @@ class Settings(SettingsModel):
     namespace: DnsLabel | None = Field(None, description="defaults to `airflow-<instance>`")
     create_namespace: bool = Field(True, description="create the namespace (false: it already exists)")
     team: LabelValue | None = Field(None, description="owning team, put on every pod as a cost-attribution label")
-    kubernetes_render_dir: str | None = Field(
+    # A directory on the machine that runs `pulumi up`, chosen by its user: a relative path may well go up.
+    kubernetes_render_dir: text(4096, free=True) | None = Field(
         None, description="render every object as YAML into this directory instead of applying it to a cluster"
     )
-    kubernetes_context: str | None = Field(None, description="kubeconfig context to deploy to (default: current)")
+    kubernetes_context: text(1024, free=True) | None = Field(
+        None, description="kubeconfig context to deploy to (default: current)"
+    )
     protect: bool | None = Field(
         None,
         description="protect and retain the database and the log bucket; unset: on every stack but dev, local, "
@@ -76,7 +79,7 @@ class Settings(SettingsModel):
     airflow_version: str = Field("3.3.2", description="Airflow version (image tag prefix)")
     airflow_python_version: str = Field("3.12", description="Python of the image tag")
     image_pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
-    instance_title: str | None = Field(None, description="shown in the UI; defaults to the instance name")
+    instance_title: text(200, free=True) | None = Field(None, description="shown in the UI; defaults to the instance name")
     navbar_color: CssColour = Field("#fff", description="navbar colour of the FAB login pages, e.g. red for prod")
 
     # The api-server used 0.02-0.03 cores idle and during a task on the test node (bench/node.md); its limit takes
@@ -99,25 +102,25 @@ class Settings(SettingsModel):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
-    postgres_external_uri: SecretStr | None = _secret("database URI when postgres.mode is external")
+    postgres_external_uri: SecretLine | None = _secret("database URI when postgres.mode is external")
 
     s3: S3Settings = Field(
         default_factory=S3Settings,
         description="the log bucket (and the database's backups): `pulumi up` provisions it through endpointUrl; pods "
         "are told podEndpointUrl (default endpointUrl), never a loopback address on a deployed stack",
     )
-    s3_access_key_id: SecretStr | None = _secret(
+    s3_access_key_id: SecretLine | None = _secret(
         "S3 key that provisions the bucket, used by `pulumi up` only (unset: the ambient AWS credential chain)"
     )
-    s3_secret_access_key: SecretStr | None = _secret("secret of s3AccessKeyId")
-    s3_log_access_key_id: SecretStr | None = _secret(
+    s3_secret_access_key: SecretLine | None = _secret("secret of s3AccessKeyId")
+    s3_log_access_key_id: SecretLine | None = _secret(
         "S3 key that reads and writes the log prefix only; Airflow and task pods hold it (unset: ambient chain)"
     )
-    s3_log_secret_access_key: SecretStr | None = _secret("secret of s3LogAccessKeyId")
-    s3_backup_access_key_id: SecretStr | None = _secret(
+    s3_log_secret_access_key: SecretLine | None = _secret("secret of s3LogAccessKeyId")
+    s3_backup_access_key_id: SecretLine | None = _secret(
         "S3 key that reads and writes the backup prefix only; PostgreSQL holds it (unset: ambient chain)"
     )
-    s3_backup_secret_access_key: SecretStr | None = _secret("secret of s3BackupAccessKeyId")
+    s3_backup_secret_access_key: SecretLine | None = _secret("secret of s3BackupAccessKeyId")
 
     kerberos: KerberosSettings = Field(default_factory=KerberosSettings)
     kerberos_keytab: Base64Secret | None = _secret("the instance's keytab, base64")
@@ -126,13 +129,13 @@ class Settings(SettingsModel):
     )
 
     git_sync: GitSyncSettings = Field(default_factory=GitSyncSettings)
-    git_sync_ssh_key: SecretStr | None = _secret("private SSH key for the DAG repository")
-    git_sync_token: SecretStr | None = _secret("HTTPS token for the DAG repository")
+    git_sync_ssh_key: SecretText | None = _secret("private SSH key for the DAG repository")
+    git_sync_token: SecretLine | None = _secret("HTTPS token for the DAG repository")
 
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-    auth_oidc_client_secret: SecretStr | None = _secret("OIDC client secret")
-    auth_ldap_bind_password: SecretStr | None = _secret("LDAP bind password")
+    auth_oidc_client_secret: SecretLine | None = _secret("OIDC client secret")
+    auth_ldap_bind_password: SecretLine | None = _secret("LDAP bind password")
 
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
@@ -143,7 +146,7 @@ class Settings(SettingsModel):
         default_factory=MetricsSettings, description="StatsD to a statsd_exporter; monitors and alerts (README: Metrics and alerts)"
     )
     cost: CostSettings = Field(default_factory=CostSettings)
-    airflow_connections: SecretStr | None = _secret(
+    airflow_connections: SecretText | None = _secret(
         "JSON object of extra Airflow connections (conn_id → connection), served by the secrets backend"
     )
 
@@ -186,23 +189,24 @@ class Settings(SettingsModel):
     @field_validator("airflow_version")
     @classmethod
     def _airflow_3(cls, value: str) -> str:
-        if not re.match(r"^3\.\d+\.\d+([a-z0-9.]*)$", value):
-            raise ValueError(f"'{value}' is not an Airflow 3 version like '3.3.2'")
+        # It starts the image tag, which holds at most 128 characters.
+        if len(value) > 64 or not re.fullmatch(r"3\.[0-9]+\.[0-9]+([a-z0-9.]*)", value):
+            raise ValueError(f"'{shown(value)}' is not an Airflow 3 version like '3.3.2'")
         return value
 
     @field_validator("airflow_python_version")
     @classmethod
     def _python_3(cls, value: str) -> str:
         # It ends the image tag: anything but a version would make an image reference no runtime can pull.
-        if not re.match(r"^3\.\d+$", value):
-            raise ValueError(f"'{value}' is not a Python version like '3.12'")
+        if not re.fullmatch(r"3\.[0-9]{1,3}", value):
+            raise ValueError(f"'{shown(value)}' is not a Python version like '3.12'")
         return value
 
     @field_validator("airflow_image")
     @classmethod
     def _untagged(cls, value: str) -> str:
         if ":" in value.rsplit("/", 1)[-1] or "@" in value:
-            raise ValueError(f"'{value}' must be a repository without a tag; the tag comes from airflowVersion")
+            raise ValueError(f"'{shown(value)}' must be a repository without a tag; the tag comes from airflowVersion")
         if problem := image_reference_problem(value, repository_only=True):
             raise ValueError(problem)
         return value
@@ -218,13 +222,18 @@ class Settings(SettingsModel):
             problems.append(("instance", problem))
         if self.s3.bucket is None:
             for problem in bucket_name_errors(self.bucket_name):
-                problems.append(("s3.bucket", f"derived bucket name '{self.bucket_name}': {problem}; set s3.bucket"))
+                problems.append(
+                    ("s3.bucket", f"derived bucket name '{self.bucket_name}' (`<namespace>-airflow-logs`, namespace "
+                     f"'{self.kubernetes_namespace}'): {problem}; set s3.bucket, or a shorter namespace or instance")
+                )
         if self.postgres.mode == "external" and self.postgres_external_uri is None:
             problems.append(("postgresExternalUri", "postgres.mode is external but no URI is set (use --secret)"))
         if self.postgres.mode == "external" and self.postgres_external_uri is not None:
             uri = self.postgres_external_uri.get_secret_value()
             if not re.match(r"^postgres(ql)?(\+[a-z0-9]+)?://", uri):
                 problems.append(("postgresExternalUri", "[secret] must start with postgresql://"))
+            elif reason := _postgres_uri_problem(uri):
+                problems.append(("postgresExternalUri", f"[secret] is not a postgresql:// URI ({reason})"))
         if self.postgres.restore is not None:
             from components.restore_source import restore_problems
 
@@ -248,29 +257,59 @@ class Settings(SettingsModel):
             problems.append(("authLdapBindPassword", "auth.ldapBindDn is set but no bind password (use --secret)"))
         if self.limit_range.enabled:
             ceiling = self.limit_range.max
-            for key, section in (
-                ("taskPod", self.task_pod),
-                ("apiServer", self.api_server),
-                ("scheduler", self.scheduler),
-                ("dagProcessor", self.dag_processor),
-                ("triggerer", self.triggerer),
-            ):
-                limits = section.resources.limits
+            # Every container of the namespace meets the LimitRange, the operator's and sidecars' too.
+            sized = [
+                ("taskPod.resources", self.task_pod.resources),
+                ("apiServer.resources", self.api_server.resources),
+                ("scheduler.resources", self.scheduler.resources),
+                ("dagProcessor.resources", self.dag_processor.resources),
+                ("triggerer.resources", self.triggerer.resources),
+            ]
+            if self.postgres.mode == "cnpg":
+                sized += [("postgres.resources", self.postgres.resources),
+                          ("postgres.poolerResources", self.postgres.pooler_resources)]
+            if self.kerberos.enabled:
+                sized.append(("kerberos.renewerResources", self.kerberos.renewer_resources))
+            if self.metrics.enabled:
+                sized.append(("metrics.exporterResources", self.metrics.exporter_resources))
+            for key, limits in ((key, resources.limits) for key, resources in sized):
                 if cpu_cores(limits.cpu) > cpu_cores(ceiling.cpu) or memory_bytes(limits.memory) > memory_bytes(ceiling.memory):
                     problems.append(
-                        (f"{key}.resources", f"limits {limits.cpu} CPU / {limits.memory} exceed limitRange.max "
+                        (key, f"limits {limits.cpu} CPU / {limits.memory} exceed limitRange.max "
                          f"{ceiling.cpu} / {ceiling.memory}: the namespace would refuse these pods")
                     )
-        if self.airflow_connections is not None:
-            try:
-                connections = json.loads(self.airflow_connections.get_secret_value())
-                if not isinstance(connections, dict):
-                    raise ValueError
-            except ValueError:
-                problems.append(("airflowConnections", "[secret] must be a JSON object of conn_id → connection"))
+        backups = self.postgres.mode == "cnpg" and self.postgres.backups.enabled
+        log_prefix, backup_prefix = self.s3.log_prefix, self.postgres.backups.prefix
+        if backups and (f"{log_prefix}/".startswith(f"{backup_prefix}/") or f"{backup_prefix}/".startswith(f"{log_prefix}/")):
+            problems.append(
+                ("postgres.backups.prefix", f"'{backup_prefix}' overlaps s3.logPrefix '{log_prefix}': the log lifecycle "
+                 "rule would expire backups and the log key could read them; give each its own prefix")
+            )
+        if self.airflow_connections is not None and connections_object(self.airflow_connections) is None:
+            problems.append(("airflowConnections", "[secret] must be a JSON object of conn_id → connection"))
         if problems:
             raise _CrossFieldProblems(problems)
         return self
+
+
+def _postgres_uri_problem(uri: str) -> str | None:
+    """Why pydantic's PostgreSQL DSN type refuses `uri`, in words that never quote it (it holds a password)."""
+    from pydantic import PostgresDsn, TypeAdapter
+
+    try:
+        TypeAdapter(PostgresDsn).validate_python(uri)
+    except ValidationError as error:
+        return error.errors(include_input=False)[0]["msg"].removeprefix("Input should be a valid URL, ")
+    return None
+
+
+def connections_object(secret: SecretStr) -> dict | None:
+    """airflowConnections as the JSON object it must be (None: it is not one)."""
+    try:
+        connections = json.loads(secret.get_secret_value())
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        return None
+    return connections if isinstance(connections, dict) else None
 
 
 class _CrossFieldProblems(ValueError):
@@ -289,7 +328,7 @@ class ConfigError(pulumi.RunError):
     def __init__(self, problems: list[str], stack: str | None = None):
         from components.stack_config import fix_commands  # it reads the model defined below
 
-        self.problems = problems
+        self.problems = problems = [_one_line(problem) for problem in problems]
         lines = "\n".join(f"  - {problem}" for problem in problems)
         fixes = "\n".join(f"  {command}" for command in fix_commands(problems))
         super().__init__(
@@ -310,16 +349,54 @@ def secret_keys() -> set[str]:
 def _describe(value: Any, secret: bool) -> str:
     if secret:
         return "[secret]"
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (ValueError, TypeError, RecursionError):
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# What a problem line must not carry from a value: line breaks (a forged problem line), terminal escapes and
+# bidirectional overrides (text that reads other than it is).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _one_line(text: str) -> str:
+    return _UNPRINTABLE.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field holds (itself, optional, or as list items), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if getattr(annotation, "__origin__", None) is list:
+        return _model_in(annotation.__args__[0])
+    for option in getattr(annotation, "__args__", ()) if getattr(annotation, "__origin__", None) is not dict else ():
+        if (model := _model_in(option)) is not None:
+            return model
+    return None
+
+
 def _key_path(location: tuple, secret_fields: set[str]) -> tuple[str, bool]:
-    parts = [str(part) for part in location if not str(part).startswith("function-")]
-    top = parts[0] if parts else ""
+    """The key path as the user writes it in the stack file: field names in camelCase, the keys of a map (node
+    selector labels, PostgreSQL parameters) as they are."""
+    parts = [part for part in location if not (isinstance(part, str) and part.startswith("function-"))]
+    top = str(parts[0]) if parts else ""
     is_secret = top in secret_fields or top in secret_keys()
-    alias = Settings.model_fields[top].alias if top in Settings.model_fields else top
-    return ".".join([alias, *(to_camel(p) if not p.isdigit() else p for p in parts[1:])]), is_secret
+    names: list[str] = []
+    model: type[BaseModel] | None = Settings
+    for part in parts:
+        if part == "[key]":
+            continue
+        if model is not None and isinstance(part, str) and part in model.model_fields:
+            field = model.model_fields[part]
+            names.append(field.alias or part)
+            model = _model_in(field.annotation)
+        else:
+            names.append(str(part))
+            if not isinstance(part, int):
+                model = None
+    return ".".join(names), is_secret
 
 
 def parse_settings(raw: dict[str, Any], stack: str | None = None) -> Settings:
@@ -337,6 +414,8 @@ def parse_settings(raw: dict[str, Any], stack: str | None = None) -> Settings:
                 continue
             key, is_secret = _key_path(item["loc"], secret_fields)
             message = item["msg"].removeprefix("Value error, ")
+            if "[key]" in item["loc"]:
+                message = f"the key {message}"
             if item["type"] == "extra_forbidden":
                 parent = key.rsplit(".", 1)[0]
                 message = "unknown key" + _suggestion(key.rsplit(".", 1)[-1], _allowed_under(parent))
@@ -373,7 +452,7 @@ def _decode(key: str, value: str) -> Any:
     if key not in secret_keys() and value[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             return value
     return value
 

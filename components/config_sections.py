@@ -9,22 +9,59 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from components import images
 from components.config_rules import (
+    Arn,
+    BucketName,
+    Cidr,
     CpuQuantity,
+    Cron5,
+    Cron6,
+    Currency,
     DnsLabel,
     DnsSubdomain,
+    GitRef,
+    GitRepo,
+    HostPort,
+    HttpUrl,
     IngressHost,
+    IngressPath,
+    Krb5Duration,
+    LabelValue,
+    LdapAttribute,
+    LdapUrl,
     MemoryQuantity,
     PinnedImage,
+    PostgresParameter,
+    Principal,
+    ProviderName,
+    QualifiedName,
+    QuotaCpuQuantity,
+    QuotaMemoryQuantity,
+    Realm,
+    Region,
+    RepoPath,
+    S3Name,
+    S3Prefix,
+    ScrapeInterval,
+    StorageQuantity,
+    TableName,
     cpu_cores,
+    krb5_seconds,
     memory_bytes,
+    text,
 )
+
+# Days kept (logs, backups, database rows): a century is beyond any retention rule, and more overflows the
+# date arithmetic of what reads it (Barman's, the clean-up job's shell).
+MAX_RETENTION_DAYS = 36500
+# Kubernetes' tested limit of pods in one cluster: no namespace quota needs more.
+MAX_PODS = 150_000
 
 
 class SettingsModel(BaseModel):
@@ -32,6 +69,15 @@ class SettingsModel(BaseModel):
     what was validated is what every component reads."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value, info: ValidationInfo):
+        # pydantic reads true as 1 for a number; `replicas: true` is a mistake, not one replica.
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation in (int, float, int | None, float | None):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
 
 
 class Quantities(SettingsModel):
@@ -45,6 +91,9 @@ class Resources(SettingsModel):
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Resources:
+        # The container runtime reads a limit of 0 as none at all (CRI: "not specified"); nobody means that.
+        if cpu_cores(self.limits.cpu) <= 0 or memory_bytes(self.limits.memory) <= 0:
+            raise ValueError(f"limits ({self.limits.cpu} CPU, {self.limits.memory}) must be more than 0")
         if cpu_cores(self.requests.cpu) > cpu_cores(self.limits.cpu):
             raise ValueError(f"requests.cpu {self.requests.cpu} is above limits.cpu {self.limits.cpu}")
         if memory_bytes(self.requests.memory) > memory_bytes(self.limits.memory):
@@ -77,26 +126,20 @@ class ExecutorSettings(SettingsModel):
     # Seed 002: pods launched one at a time starve a busy scheduler, and a burst of pods at midnight sits in
     # Pending far longer than Airflow's 10-minute default before nodes have room.
     pod_creation_batch_size: int = Field(16, ge=1, le=256)
-    task_queued_timeout_seconds: int = Field(3600, ge=60)
+    # A task queued for more than a month is stuck, whatever the cluster.
+    task_queued_timeout_seconds: int = Field(3600, ge=60, le=30 * 86400)
     delete_worker_pods_on_failure: bool = False
 
 
 class PostgresBackups(SettingsModel):
     enabled: bool = True
-    retention_days: int = Field(30, ge=1)
+    retention_days: int = Field(30, ge=1, le=MAX_RETENTION_DAYS)
     # CloudNativePG's cron format has a seconds field.
-    schedule: str = "0 0 2 * * *"
-    prefix: str = "postgres"
-    server_name: str | None = Field(
+    schedule: Cron6 = "0 0 2 * * *"
+    prefix: S3Prefix = "postgres"
+    server_name: S3Name | None = Field(
         None, description="name this cluster archives under; default `<instance>-pg`. A restored instance needs a new one"
     )
-
-    @field_validator("schedule")
-    @classmethod
-    def _six_fields(cls, value: str) -> str:
-        if len(value.split()) != 6:
-            raise ValueError(f"'{value}' must be a 6-field cron expression with seconds first, e.g. '0 0 2 * * *'")
-        return value
 
 
 class PostgresRestore(SettingsModel):
@@ -107,9 +150,17 @@ class PostgresRestore(SettingsModel):
     target_time: AwareDatetime | None = Field(
         None, description="point in time to recover to, RFC 3339 with a zone; unset: the latest state archived"
     )
-    server_name: str | None = Field(None, description="the source's archive name; default `<source>-pg`")
-    bucket: str | None = Field(None, description="the source's bucket; default: read from Pulumi.<source>.yaml")
-    prefix: str | None = Field(None, description="the source's backup prefix; default as for the bucket")
+    server_name: S3Name | None = Field(None, description="the source's archive name; default `<source>-pg`")
+    bucket: BucketName | None = Field(None, description="the source's bucket; default: read from Pulumi.<source>.yaml")
+    prefix: S3Prefix | None = Field(None, description="the source's backup prefix; default as for the bucket")
+
+    @field_validator("target_time", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value):
+        # pydantic would read a number (or text of digits) as seconds since 1970; the setting is RFC 3339 text.
+        if value is None or isinstance(value, datetime) or (isinstance(value, str) and re.match(r"[0-9]{4}-", value)):
+            return value
+        raise ValueError("must be an RFC 3339 time with a zone, e.g. '2025-05-01T10:00:00Z'")
 
     @field_validator("target_time")
     @classmethod
@@ -123,15 +174,20 @@ class PostgresSettings(SettingsModel):
     mode: Literal["cnpg", "external"] = "cnpg"
     instances: int = Field(1, ge=1, le=9)
     version: int = Field(17, ge=14, le=18)
-    storage_size: MemoryQuantity = "10Gi"
+    storage_size: StorageQuantity = "10Gi"
     storage_class: DnsSubdomain | None = None
     resources: Resources = Field(default_factory=lambda: resources("250m", "512Mi", "1", "1Gi"))
     image: PinnedImage | None = Field(None, description="an exact tag or digest; unset: ours for `version`")
     pooler_instances: int = Field(1, ge=1, le=10)
     pooler_resources: Resources = Field(default_factory=lambda: resources("100m", "128Mi", "500m", "256Mi"))
-    pooler_max_client_conn: int = Field(1000, ge=10)
-    pooler_default_pool_size: int = Field(25, ge=1)
-    parameters: dict[str, str] = Field(default_factory=lambda: {"max_connections": "200"})
+    # PgBouncer takes a file descriptor per client: past a container's usual open-file limit it refuses them.
+    pooler_max_client_conn: int = Field(1000, ge=10, le=1_048_576)
+    # Server connections per database and user: PostgreSQL takes at most 262143 connections.
+    pooler_default_pool_size: int = Field(25, ge=1, le=262_143)
+    # Values are written into postgresql.conf by the operator, quoted: any one line of text is safe there.
+    parameters: dict[PostgresParameter, text(4096, free=True, min_length=0)] = Field(
+        default_factory=lambda: {"max_connections": "200"}, max_length=512
+    )
     backups: PostgresBackups = Field(default_factory=PostgresBackups)
     restore: PostgresRestore | None = None
 
@@ -141,56 +197,34 @@ class PostgresSettings(SettingsModel):
 
 
 class S3Settings(SettingsModel):
-    endpoint_url: str | None = Field(
+    endpoint_url: HttpUrl | None = Field(
         None, description="S3-compatible endpoint (Ceph RGW, MinIO) `pulumi up` provisions the bucket through; unset for AWS"
     )
-    pod_endpoint_url: str | None = Field(
+    pod_endpoint_url: HttpUrl | None = Field(
         None,
         description="the S3 endpoint as pods reach it: the log connection, the database's backups and restores, task "
         "pods' egress; unset: endpointUrl. Set it when pods reach the store another way (a Service name, a host "
         "address on the cluster network); never a loopback address on a deployed stack",
     )
-    region: str = "us-east-1"
-    bucket: str | None = Field(None, description="defaults to `<namespace>-airflow-logs`")
-    log_prefix: str = "logs"
-    retention_days: int = Field(30, ge=1)
-    ca_bundle: str | None = Field(None, description="PEM CA bundle of a private S3 endpoint")
+    region: Region = "us-east-1"
+    bucket: BucketName | None = Field(None, description="defaults to `<namespace>-airflow-logs`")
+    log_prefix: S3Prefix = "logs"
+    retention_days: int = Field(30, ge=1, le=MAX_RETENTION_DAYS)
+    # A ConfigMap holds at most 1 MiB.
+    ca_bundle: text(512 * 1024, free=True, lines=True) | None = Field(None, description="PEM CA bundle of a private S3 endpoint")
     verify_tls: bool = True
     force_destroy: bool = Field(False, description="let `pulumi destroy` delete a bucket that still holds logs")
-    log_principal: str | None = Field(
+    log_principal: Arn | None = Field(
         None, description="ARN of the log credential's user (AWS, Ceph RGW): the bucket policy confines it to the log prefix"
     )
-    backup_principal: str | None = Field(
+    backup_principal: Arn | None = Field(
         None, description="ARN of the backup credential's user: the bucket policy confines it to the backup prefix"
     )
-
-    @field_validator("endpoint_url", "pod_endpoint_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"'{value}' must be an http:// or https:// URL")
-        return value
 
     @property
     def pod_endpoint(self) -> str | None:
         """The endpoint every pod is told: podEndpointUrl, else endpointUrl (None: AWS)."""
         return self.pod_endpoint_url if self.pod_endpoint_url is not None else self.endpoint_url
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket_name(cls, value: str | None) -> str | None:
-        from components.log_bucket_props import bucket_name_errors
-
-        if value is not None and (errors := bucket_name_errors(value)):
-            raise ValueError("; ".join(errors))
-        return value
-
-    @field_validator("log_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not value or value.startswith("/") or value.endswith("/"):
-            raise ValueError(f"'{value}' must be a non-empty key prefix without leading or trailing '/'")
-        return value
 
     @field_validator("ca_bundle")
     @classmethod
@@ -202,15 +236,15 @@ class S3Settings(SettingsModel):
 
 class KerberosSettings(SettingsModel):
     enabled: bool = False
-    principal: str | None = Field(None, description="e.g. analytics/airflow-team.example.org@EXAMPLE.ORG")
-    realm: str | None = None
-    kdcs: list[str] = Field(default_factory=list)
-    admin_server: str | None = None
-    ticket_lifetime: str = "2d"
-    renew_lifetime: str = "14d"
-    reinit_frequency_seconds: int = Field(3600, ge=60)
+    principal: Principal | None = Field(None, description="e.g. analytics/airflow-team.example.org@EXAMPLE.ORG")
+    realm: Realm | None = None
+    kdcs: list[HostPort] = Field(default_factory=list, max_length=32)
+    admin_server: HostPort | None = None
+    ticket_lifetime: Krb5Duration = "2d"
+    renew_lifetime: Krb5Duration = "14d"
+    reinit_frequency_seconds: int = Field(3600, ge=60, le=2**31 - 1)
     ccache_storage_class: DnsSubdomain | None = Field(None, description="a ReadWriteMany class, e.g. cephfs")
-    ccache_size: MemoryQuantity = "10Mi"
+    ccache_size: StorageQuantity = "10Mi"
     renewer_resources: Resources = Field(default_factory=lambda: resources("50m", "128Mi", "200m", "256Mi"))
     api_auth: bool = Field(
         False,
@@ -220,6 +254,11 @@ class KerberosSettings(SettingsModel):
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> KerberosSettings:
+        if self.reinit_frequency_seconds >= krb5_seconds(self.ticket_lifetime):
+            raise ValueError(
+                f"reinitFrequencySeconds ({self.reinit_frequency_seconds}) must be shorter than ticketLifetime "
+                f"({self.ticket_lifetime}): the ticket would expire before it is renewed"
+            )
         if self.api_auth and not self.enabled:
             raise ValueError("apiAuth needs enabled Kerberos (realm and KDCs)")
         if self.enabled:
@@ -233,13 +272,16 @@ class KerberosSettings(SettingsModel):
 
 class GitSyncSettings(SettingsModel):
     enabled: bool = False
-    repo: str | None = None
-    ref: str = "main"
-    period_seconds: int = Field(60, ge=5)
-    sub_path: str = ""
-    depth: int = Field(1, ge=1)
-    username: str | None = Field(None, description="user for token authentication over HTTPS")
-    known_hosts: str | None = Field(
+    repo: GitRepo | None = None
+    ref: GitRef = "main"
+    # A day: DAGs fetched less often than that are not being synced.
+    period_seconds: int = Field(60, ge=5, le=86400)
+    sub_path: RepoPath = ""
+    # git reads --depth as a 32-bit number.
+    depth: int = Field(1, ge=1, le=2**31 - 1)
+    # Handed to git-sync as one argument; a user name of a token may be an e-mail address.
+    username: text(256, free=True) | None = Field(None, description="user for token authentication over HTTPS")
+    known_hosts: text(256 * 1024, free=True, lines=True) | None = Field(
         None, description="ssh_known_hosts lines of the DAG repository's host; required with gitSyncSshKey"
     )
     image: PinnedImage = images.GIT_SYNC
@@ -254,10 +296,21 @@ class GitSyncSettings(SettingsModel):
 class IngressSettings(SettingsModel):
     enabled: bool = False
     host: IngressHost | None = None
-    path: str = "/"
+    path: IngressPath = "/"
     class_name: DnsSubdomain | None = None
     tls_secret_name: DnsSubdomain | None = None
-    annotations: dict[str, str] = Field(default_factory=dict)
+    # Values are the ingress controller's to read (nginx snippets span lines); the API server takes any text.
+    annotations: dict[QualifiedName, text(64 * 1024, free=True, lines=True, min_length=0)] = Field(
+        default_factory=dict, max_length=256
+    )
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotation_size(cls, value: dict[str, str]) -> dict[str, str]:
+        # The API server's limit on all annotations of one object together.
+        if sum(len(k) + len(v) for k, v in value.items()) > 256 * 1024:
+            raise ValueError("annotations add up to more than 256 KiB, which the API server refuses")
+        return value
 
     @model_validator(mode="after")
     def _host_when_enabled(self) -> IngressSettings:
@@ -270,18 +323,20 @@ AIRFLOW_ROLES = ("Admin", "Op", "User", "Viewer")
 
 
 class AuthSettings(SettingsModel):
+    # These values are written into webserver_config.py as Python literals (repr), so any one line of text
+    # is safe there; what the identity provider accepts is its own to say.
     mode: Literal["simple", "oidc", "ldap"] = "simple"
-    oidc_metadata_url: str | None = None
-    oidc_client_id: str | None = None
-    oidc_provider_name: str = "oidc"
-    oidc_scope: str = "openid email profile groups"
-    ldap_uri: str | None = None
-    ldap_bind_dn: str | None = None
-    ldap_search_base: str | None = None
-    ldap_uid_field: str = "uid"
-    ldap_group_field: str = "memberOf"
-    role_mapping: dict[str, list[str]] = Field(
-        default_factory=dict, description="directory group → Airflow roles, e.g. {cn=ops,...: [Admin]}"
+    oidc_metadata_url: HttpUrl | None = None
+    oidc_client_id: text(255, free=True) | None = None
+    oidc_provider_name: ProviderName = "oidc"
+    oidc_scope: text(1024, free=True) = "openid email profile groups"
+    ldap_uri: LdapUrl | None = None
+    ldap_bind_dn: text(1024, free=True) | None = None
+    ldap_search_base: text(1024, free=True) | None = None
+    ldap_uid_field: LdapAttribute = "uid"
+    ldap_group_field: LdapAttribute = "memberOf"
+    role_mapping: dict[text(1024, free=True), Annotated[list[str], Field(max_length=len(AIRFLOW_ROLES))]] = Field(
+        default_factory=dict, max_length=4096, description="directory group → Airflow roles, e.g. {cn=ops,...: [Admin]}"
     )
     default_role: Literal["Viewer", "User", "Op", "Admin"] | None = Field(
         None, description="role of a signed-in user no group maps; unset means no access"
@@ -309,15 +364,23 @@ class AuthSettings(SettingsModel):
 
 
 class Toleration(SettingsModel):
-    key: str | None = None
+    key: QualifiedName | None = None
     operator: Literal["Exists", "Equal"] = "Equal"
-    value: str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    @model_validator(mode="after")
+    def _as_the_api_server_takes_it(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("operator Exists takes no value")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without a key must have operator Exists (it tolerates every taint)")
+        return self
 
 
 class PlacementSettings(SettingsModel):
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=64)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
 
 
 class QuotaSettings(SettingsModel):
@@ -326,12 +389,12 @@ class QuotaSettings(SettingsModel):
 
     enabled: bool = True
     concurrent_tasks: int = Field(16, ge=1, le=2000, description="task pods the quota must hold beside the control plane")
-    requests_cpu: CpuQuantity | None = None
-    requests_memory: MemoryQuantity | None = None
-    limits_cpu: CpuQuantity | None = None
-    limits_memory: MemoryQuantity | None = None
-    pods: int | None = Field(None, ge=1)
-    persistent_volume_claims: int = Field(20, ge=1)
+    requests_cpu: QuotaCpuQuantity | None = None
+    requests_memory: QuotaMemoryQuantity | None = None
+    limits_cpu: QuotaCpuQuantity | None = None
+    limits_memory: QuotaMemoryQuantity | None = None
+    pods: int | None = Field(None, ge=1, le=MAX_PODS)
+    persistent_volume_claims: int = Field(20, ge=1, le=MAX_PODS)
 
 
 class NetworkSettings(SettingsModel):
@@ -339,29 +402,19 @@ class NetworkSettings(SettingsModel):
     (`components.network_policies`); task pods may leave the namespace only for what is listed here."""
 
     enabled: bool = True
-    ingress_controller_namespace: str = Field("ingress-nginx", description="namespace of the ingress controller")
-    cnpg_operator_namespace: str = Field("cnpg-system", description="namespace of the CloudNativePG operator")
-    dns_namespace: str = "kube-system"
-    task_pod_egress_cidrs: list[str] = Field(
+    ingress_controller_namespace: DnsLabel = Field("ingress-nginx", description="namespace of the ingress controller")
+    cnpg_operator_namespace: DnsLabel = Field("cnpg-system", description="namespace of the CloudNativePG operator")
+    dns_namespace: DnsLabel = "kube-system"
+    task_pod_egress_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
         description="where task pods may connect outside the namespace (S3, sources, KDCs): CIDRs",
+        max_length=256,
     )
-    task_pod_egress_except: list[str] = Field(
+    task_pod_egress_except: list[Cidr] = Field(
         default_factory=lambda: ["169.254.0.0/16"],
         description="CIDRs carved out of taskPodEgressCidrs; the default keeps the cloud metadata service (node credentials) out",
+        max_length=256,
     )
-
-    @field_validator("task_pod_egress_cidrs", "task_pod_egress_except")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr)
-            except ValueError:
-                raise ValueError(f"'{cidr}' is not a CIDR like 10.0.0.0/8") from None
-        return value
 
 
 class LimitRangeSettings(SettingsModel):
@@ -380,6 +433,8 @@ class LimitRangeSettings(SettingsModel):
             ceiling = getattr(self.max, kind)
             if not measure(request) <= measure(limit) <= measure(ceiling):
                 raise ValueError(f"{kind}: need defaultRequest ({request}) <= defaultLimit ({limit}) <= max ({ceiling})")
+            if measure(limit) <= 0:
+                raise ValueError(f"{kind}: defaultLimit ({limit}) must be more than 0")
         return self
 
 
@@ -387,18 +442,14 @@ class DbCleanupSettings(SettingsModel):
     """`airflow db clean` on a schedule, instead of a maintenance DAG."""
 
     enabled: bool = True
-    schedule: str = "17 3 * * *"
-    retention_days: int = Field(90, ge=1)
-    tables: list[str] = Field(default_factory=list, description="empty: every table db clean knows")
+    schedule: Cron5 = "17 3 * * *"
+    retention_days: int = Field(90, ge=1, le=MAX_RETENTION_DAYS)
+    tables: list[TableName] = Field(default_factory=list, description="empty: every table db clean knows", max_length=64)
     skip_archive: bool = True
-    deadline_seconds: int = Field(3600, ge=60, description="a clean-up that runs longer is stopped (and retried next night)")
-
-    @field_validator("schedule")
-    @classmethod
-    def _five_fields(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError(f"'{value}' must be a 5-field cron expression, e.g. '17 3 * * *'")
-        return value
+    # A week: a nightly clean-up running longer than that is stuck.
+    deadline_seconds: int = Field(
+        3600, ge=60, le=7 * 86400, description="a clean-up that runs longer is stopped (and retried next night)"
+    )
 
 
 class MetricsSettings(SettingsModel):
@@ -406,20 +457,27 @@ class MetricsSettings(SettingsModel):
 
     enabled: bool = True
     prometheus_operator: bool = Field(False, description="create a ServiceMonitor, PodMonitors and a PrometheusRule")
-    monitor_labels: dict[str, str] = Field(
-        default_factory=dict, description="labels a Prometheus selects monitors and rules by, e.g. {release: kube-prometheus-stack}"
+    monitor_labels: dict[QualifiedName, LabelValue] = Field(
+        default_factory=dict, max_length=64,
+        description="labels a Prometheus selects monitors and rules by, e.g. {release: kube-prometheus-stack}",
     )
-    scrape_interval: str = "30s"
+    scrape_interval: ScrapeInterval = "30s"
     exporter_image: PinnedImage = images.STATSD_EXPORTER
     exporter_resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "200m", "256Mi"))
-    backup_max_age_hours: int = Field(26, ge=1, description="AirflowDatabaseBackupTooOld fires past this age")
-    runbook_url: str | None = Field(None, description="page with the runbooks; alerts link to <url>#<alertname>")
+    # A year: a backup older than that is long past every retention.
+    backup_max_age_hours: int = Field(26, ge=1, le=8760, description="AirflowDatabaseBackupTooOld fires past this age")
+    runbook_url: HttpUrl | None = Field(None, description="page with the runbooks; alerts link to <url>#<alertname>")
 
 
 class CostSettings(SettingsModel):
     """Prices of requested capacity, for the `monthly_cost` output and `python -m envs list`. The defaults are
     illustrative (about a public cloud's on-demand price of a reserved core and GiB): set your cluster's."""
 
-    cpu_per_core_month: float = Field(30.0, ge=0, description="price of one requested core for a month")
-    memory_per_gib_month: float = Field(4.0, ge=0, description="price of one requested GiB for a month")
-    currency: str = "USD"
+    # A finite price, in any currency (a billion covers the smallest units): the sums must stay numbers.
+    cpu_per_core_month: float = Field(
+        30.0, ge=0, le=1e9, allow_inf_nan=False, description="price of one requested core for a month"
+    )
+    memory_per_gib_month: float = Field(
+        4.0, ge=0, le=1e9, allow_inf_nan=False, description="price of one requested GiB for a month"
+    )
+    currency: Currency = "USD"

@@ -8,6 +8,7 @@ path of camelCase names a user writes in the stack file; the fix commands are de
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from components.config import PROJECT, ConfigError, Settings, parse_settings, secret_keys
+from components.config import PROJECT, ConfigError, Settings, _decode, config_text, parse_settings, secret_keys
 
 _PROBLEM_KEY = re.compile(rf"^{re.escape(PROJECT)}:(\S+?)(?: = |: |$)")
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z_<][A-Za-z0-9_>]*")
@@ -109,11 +110,21 @@ def _shell_value(value: Any) -> str:
 
 def read_stack_file(path: Path) -> tuple[dict[str, Any], list[str]]:
     """The raw settings a stack file gives the program, and the secrets it holds in plain text (the engine
-    would refuse those too, but only once someone runs `pulumi up` with the file)."""
-    document = yaml.safe_load(path.read_text()) or {}
+    would refuse those too, but only once someone runs `pulumi up` with the file).
+
+    Each value reaches the model as the engine hands it to `pulumi up`: a scalar as text (`instance: 0` is the
+    name '0'), an object or list as JSON text the program decodes, so both read a file alike."""
+    try:
+        # libyaml's safe loader where PyYAML has it: the same documents, ten times faster than the Python one.
+        document = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except yaml.YAMLError as error:
+        return {}, [f"{path.name} is not valid YAML: {' '.join(str(error).split())}"]
+    config = document.get("config") if isinstance(document, dict) else document
+    if not isinstance(config if config is not None else {}, dict):
+        return {}, [f"{path.name}: `config` must be a mapping of `{PROJECT}:<key>` to values"]
     raw: dict[str, Any] = {}
     problems: list[str] = []
-    for full_key, value in (document.get("config") or {}).items():
+    for full_key, value in (config or {}).items():
         namespace, _, key = str(full_key).rpartition(":")
         if (namespace or PROJECT) != PROJECT:
             continue
@@ -121,10 +132,22 @@ def read_stack_file(path: Path) -> tuple[dict[str, Any], list[str]]:
         if key in secret_keys():
             if not encrypted:
                 problems.append(plaintext_secret_problem(key))
-            raw[key] = _ENCRYPTED_STAND_IN.get(key, "encrypted")
+            # Distinct stand-ins: two secrets are never taken for the same key (the credential rules compare them).
+            raw[key] = _ENCRYPTED_STAND_IN.get(key, f"encrypted-{key}")
         elif not encrypted:
-            raw[key] = value
+            raw[key] = _as_the_engine_hands_it(key, value)
     return raw, problems
+
+
+def _as_the_engine_hands_it(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        # default=str: YAML reads an unquoted time as a datetime; the engine hands it on as text.
+        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else config_text(value)
+    except (TypeError, ValueError, RecursionError):  # a key YAML allows and JSON does not, e.g. a list
+        return value
+    return _decode(key, text)
 
 
 def check_stack_file(path: Path) -> list[str]:
@@ -133,7 +156,7 @@ def check_stack_file(path: Path) -> list[str]:
     stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
     raw, problems = read_stack_file(path)
     try:
-        parse_settings({"instance": stack, **raw})
+        parse_settings({"instance": stack, **raw}, stack=stack)
     except ConfigError as error:
         problems += error.problems
     return problems

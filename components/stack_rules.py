@@ -9,7 +9,6 @@ Each rule returns (config key, problem) pairs; `Settings` gathers them into its 
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -56,10 +55,10 @@ def credential_problems(s: Settings) -> list[tuple[str, str]]:
         problems.append(("s3LogAccessKeyId", "is also the backup key: task pods hold the log key, so any DAG could "
                          "read or delete the database's backups; give each job its own key"))
     if s.airflow_connections is not None:
-        try:
-            connections = json.loads(s.airflow_connections.get_secret_value())
-        except ValueError:
-            connections = {}
+        from components.config import connections_object
+
+        # One that is not a JSON object is reported by Settings itself.
+        connections = connections_object(s.airflow_connections) or {}
         held = {str(c.get("login")) for c in connections.values() if isinstance(c, dict) and c.get("login")}
         for name, key in (("provisioning key (s3AccessKeyId)", provisioning), ("backup key (s3BackupAccessKeyId)", backup)):
             if key is not None and key in held:
