@@ -161,6 +161,14 @@ def object_meta(
     )
 
 
+def other_namespaces(namespace) -> k8s.meta.v1.LabelSelectorArgs:
+    """Every namespace but the instance's own: where Prometheus may scrape from. Task pods, which run user code
+    in the instance's namespace and may leave it through an ipBlock, must not read the exporters."""
+    return k8s.meta.v1.LabelSelectorArgs(match_expressions=[
+        k8s.meta.v1.LabelSelectorRequirementArgs(key=NAMESPACE_NAME_LABEL, operator="NotIn", values=[namespace])
+    ])
+
+
 def restricted_container_security_context(read_only_root_filesystem: bool = True) -> k8s.core.v1.SecurityContextArgs:
     """What Pod Security `restricted` demands of every container, plus a read-only root where it works."""
     return k8s.core.v1.SecurityContextArgs(

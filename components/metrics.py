@@ -207,7 +207,8 @@ class Metrics(pulumi.ComponentResource):
         )
 
     def _network_policy(self) -> k8s.networking.v1.NetworkPolicy:
-        """StatsD only from this instance's pods; the metrics port from wherever Prometheus runs."""
+        """StatsD only from this instance's pods; the metrics port from wherever Prometheus runs, which is
+        any namespace but the instance's own."""
         instance = self._args.instance
         return k8s.networking.v1.NetworkPolicy(
             f"{self._name}-statsd-exporter",
@@ -229,7 +230,7 @@ class Metrics(pulumi.ComponentResource):
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=[
                             k8s.networking.v1.NetworkPolicyPeerArgs(
-                                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={})
+                                namespace_selector=kube.other_namespaces(self._args.namespace)
                             )
                         ],
                         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=METRICS_PORT, protocol="TCP")],

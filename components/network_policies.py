@@ -10,8 +10,8 @@
     <instance>-task-egress               task pods → DNS, the api-server, the StatsD exporter (if metrics are on),
                                          the S3 endpoint pods are told (`s3.podEndpointUrl`, where a policy
                                          can name it), and `network.taskPodEgressCidrs`
-    <instance>-pg-metrics                any namespace (Prometheus) → CloudNativePG's exporters on PostgreSQL:9187
-                                         and PgBouncer:9127 (if the Prometheus operator is on)
+    <instance>-pg-metrics                any other namespace (Prometheus) → CloudNativePG's exporters on
+                                         PostgreSQL:9187 and PgBouncer:9127 (if the Prometheus operator is on)
 
 Task pods run user code, so they are also the only pods whose egress is limited: by default they can reach
 anything outside the cluster except the cloud metadata service (which hands out the node's credentials). They
@@ -151,10 +151,10 @@ class NetworkPolicies(pulumi.ComponentResource):
         operator = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=_namespace(args.settings.cnpg_operator_namespace))
         self._allow("pg-from-operator", instances, [operator], [*postgres, _port(kube.CNPG_STATUS_PORT)])
         if args.prometheus_scrapes_database:
-            anywhere = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs())
-            self._allow("pg-metrics", self._cnpg(**{kube.CNPG_CLUSTER_LABEL: args.postgres_cluster}), [anywhere],
+            prometheus = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=kube.other_namespaces(args.namespace))
+            self._allow("pg-metrics", self._cnpg(**{kube.CNPG_CLUSTER_LABEL: args.postgres_cluster}), [prometheus],
                         [_port(metrics_catalog.POSTGRES_EXPORTER_PORT)])
-            self._allow("pool-metrics", pooler, [anywhere], [_port(metrics_catalog.PGBOUNCER_EXPORTER_PORT)])
+            self._allow("pool-metrics", pooler, [prometheus], [_port(metrics_catalog.PGBOUNCER_EXPORTER_PORT)])
 
     def _task_egress(self) -> None:
         settings = self._args.settings

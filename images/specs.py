@@ -28,7 +28,7 @@ from images.common import HERE, ROOT, STD_PATH, BuildError, digest
 
 def program_refs() -> dict[str, str]:
     """Image name -> the reference the program renders for a stack with the stand-in settings (as written
-    there, before containerd's normalisation), plus the pause image and the operator's own."""
+    there, before containerd's normalisation), plus the images of the node itself: pause, the operator's own and the cluster DNS."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from components import images as program_images
@@ -46,6 +46,7 @@ def program_refs() -> dict[str, str]:
         "git-sync": settings.git_sync.image,
         "statsd-exporter": settings.metrics.exporter_image,
         "cnpg-operator": standins.CNPG_OPERATOR_IMAGE,
+        "coredns": standins.COREDNS_IMAGE,
     }
 
 
@@ -150,10 +151,22 @@ def _cnpg_operator_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
     w.add_dir("tmp", 0o1777)
 
 
+def _coredns_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
+    # As upstream (distroless static): /coredns, run as nonroot 65532, writing nothing. Upstream's binary carries
+    # the NET_BIND_SERVICE file capability for port 53; the layer writer sets no xattrs, so the pod lowers
+    # net.ipv4.ip_unprivileged_port_start instead (tests/node/cluster.py).
+    w.add_host_file("coredns", tools.node_tools / "coredns", 0o755)
+    w.add_dir("etc")
+    w.add_bytes("etc/passwd", _passwd("root:x:0:0:root:/root:/sbin/nologin", "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin"))
+    w.add_bytes("etc/group", _passwd("root:x:0:", "nonroot:x:65532:"))
+    w.add_dir("tmp", 0o1777)
+
+
 SCRATCH_INPUTS: dict[str, Callable[[Tools], object]] = {
     "pause": lambda tools: _file_identity(HERE / "pause" / "pause.c"),
     "statsd-exporter": lambda tools: _file_identity(tools.statsd_exporter),
     "cnpg-operator": lambda tools: _file_identity(tools.node_tools / "manager"),
+    "coredns": lambda tools: _file_identity(tools.node_tools / "coredns"),
 }
 
 AIRFLOW_SCRIPT = """
@@ -210,7 +223,7 @@ git --version
 """
 
 
-IMAGE_NAMES = ("pause", "airflow", "postgres", "pgbouncer", "git-sync", "statsd-exporter", "cnpg-operator")
+IMAGE_NAMES = ("pause", "airflow", "postgres", "pgbouncer", "git-sync", "statsd-exporter", "cnpg-operator", "coredns")
 
 
 def specs(refs: dict[str, str]) -> list[Spec]:
@@ -249,4 +262,6 @@ def specs(refs: dict[str, str]) -> list[Spec]:
              derived=False, scratch=_statsd_exporter_layer),
         Spec("cnpg-operator", refs["cnpg-operator"], {"Entrypoint": ["/manager"], "User": "65532:65532", "WorkingDir": "/"},
              derived=False, scratch=_cnpg_operator_layer),
+        Spec("coredns", refs["coredns"], {"Entrypoint": ["/coredns"], "User": "65532:65532", "WorkingDir": "/"},
+             derived=False, scratch=_coredns_layer),
     ]

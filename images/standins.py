@@ -42,6 +42,21 @@ def cnpg_operator_version() -> str:
     return match.group(1)
 
 
+_COREDNS_GO_MOD = _CNPG_GO_MOD.parent.parent / "coredns" / "go.mod"
+
+
+def coredns_version() -> str:
+    """The CoreDNS version scripts/install-node-tools builds, e.g. "1.15.0"."""
+    match = re.search(r"^\s*(?:require\s+)?github\.com/coredns/coredns v(\d+\.\d+\.\d+)\b", _COREDNS_GO_MOD.read_text(), re.M)
+    if not match:
+        raise RuntimeError(f"{_COREDNS_GO_MOD} requires no github.com/coredns/coredns version")
+    return match.group(1)
+
+
+# The cluster DNS runs as a pod in kube-system, as on any cluster (the instance's NetworkPolicies name that
+# namespace for DNS), from an image of the CoreDNS binary built here.
+COREDNS_IMAGE = f"registry.k8s.io/coredns/coredns:v{coredns_version()}"
+
 # The operator image: what the operator names itself in the pods it creates (its default
 # DefaultOperatorImageName, or OPERATOR_IMAGE_NAME), which copy `/manager` from it in an init container.
 CNPG_OPERATOR_IMAGE = f"ghcr.io/cloudnative-pg/cloudnative-pg:{cnpg_operator_version()}"

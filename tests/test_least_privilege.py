@@ -141,6 +141,18 @@ def test_task_pods_may_send_statsd_to_the_exporter_and_prometheus_may_scrape_the
     assert "pg-metrics" not in policies(stack("prod"))
 
 
+def test_prometheus_scrapes_from_any_namespace_but_the_instances_own_where_task_pods_run():
+    run = stack("prod", {"metrics": {"prometheusOperator": True}})
+    namespace = run.of_kind("Namespace")[0].inputs["metadata"]["name"]
+    found = policies(run)
+    not_here = {"namespaceSelector": {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [namespace]}]}}
+    assert found["pg-metrics"]["ingress"][0]["from"] == [not_here]
+    assert found["pool-metrics"]["ingress"][0]["from"] == [not_here]
+    metrics_port = [rule for rule in found["statsd-exporter"]["ingress"] if rule["ports"][0]["port"] == 9102]
+    assert metrics_port[0]["from"] == [not_here]
+
+
 def test_only_airflow_components_reach_pgbouncer_and_only_pgbouncer_and_the_operator_reach_postgres():
     found = policies(stack("prod"))
     pool = found["pool-from-airflow"]

@@ -1,8 +1,8 @@
 """A real one-node Kubernetes cluster that runs our pods: the test node.
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy (scripts/install-kube-
-apiserver builds them in one `go build`), containerd, runc and the CNI plugins from Debian, CoreDNS as a host
-process serving cluster DNS on the bridge, a default StorageClass with volumes the fixture provides, and the
+apiserver builds them in one `go build`), kube-router's NetworkPolicy controller, containerd, runc and the CNI plugins from Debian, CoreDNS as a pod
+in kube-system behind the kube-dns Service, a default StorageClass with volumes the fixture provides, and the
 CloudNativePG operator as a host process with its webhooks registered by URL (scripts/install-node-tools).
 Images come from scripts/build-node-images under the exact references the program renders; nothing is pulled.
 
@@ -25,6 +25,7 @@ import requests
 import yaml
 
 from tests.apiserver import KubeAPI, _free_ports, install_crds
+from images.standins import COREDNS_IMAGE
 from tests.node import host, pki
 from tests.processes import stop as stop_process
 
@@ -102,6 +103,7 @@ class Node:
         if self.import_error:
             raise RuntimeError(self.import_error)
         self._start_kubelet_and_proxy()
+        self._start_firewall()
         self._start_dns()
         self._offer_volumes()
         self._start_operator()
@@ -192,7 +194,8 @@ state = "{w}/containerd/state"
 
     def _start_kubelet_and_proxy(self) -> None:
         w, c = self.work, self.creds
-        (w / "resolv.conf").write_text(f"nameserver {host.NODE_IP}\n")
+        # What pods with dnsPolicy Default get (CoreDNS's own pod among them: it forwards nothing, so no loop).
+        (w / "resolv.conf").write_text(f"nameserver {host.DNS_SERVICE_IP}\n")
         (w / "kubelet.yaml").write_text(yaml.safe_dump({
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
             # This machine runs cgroup v1, which kubelet 1.35 refuses unless told otherwise.
@@ -202,7 +205,7 @@ state = "{w}/containerd/state"
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                                "x509": {"clientCAFile": str(c.ca)}},
             "authorization": {"mode": "Webhook"},
-            "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [host.NODE_IP], "resolvConf": str(w / "resolv.conf"),
+            "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [host.DNS_SERVICE_IP], "resolvConf": str(w / "resolv.conf"),
             "podLogsDir": str(w / "pod-logs"), "volumePluginDir": str(w / "volume-plugins"),
             "failSwapOn": False, "protectKernelDefaults": False, "rotateCertificates": False,
             "serverTLSBootstrap": False, "maxPods": 60,
@@ -228,6 +231,29 @@ state = "{w}/containerd/state"
         self._start("kube-proxy", [str(self.kube_bin / "kube-proxy"), f"--config={w / 'kube-proxy.yaml'}", "--v=1"])
         self._wait("node Ready", self._node_ready)
 
+    def _start_firewall(self) -> None:
+        """kube-router's NetworkPolicy controller alone (no routing, no service proxy), beside the bridge CNI:
+        it filters pod traffic with iptables and ipsets, as on a cluster whose CNI enforces policies. Traffic
+        from the node itself (kubelet's probes, the host processes) reaches every pod, as kube-router allows."""
+        self._bind("kube-router", "node-fixture-kube-router", [
+            {"apiGroups": [""], "resources": ["pods", "namespaces", "nodes", "services", "endpoints"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+        ])
+        (health,) = _free_ports(1)
+        self._start("kube-router", [
+            str(self.tools / "kube-router"), f"--kubeconfig={self.kubeconfigs['kube-router']}",
+            f"--hostname-override={NODE_NAME}", "--run-firewall=true", "--run-router=false",
+            "--run-service-proxy=false", "--enable-cni=false", "--enable-ipv6=false",
+            f"--service-cluster-ip-range={host.SERVICE_CIDR}", f"--health-port={health}",
+            # Pods come and go within seconds in the tests; the periodic full sync is only a safety net.
+            "--iptables-sync-period=30s", "--v=1",
+        ])
+        self._wait("NetworkPolicy enforcement", lambda: (
+            requests.get(f"http://127.0.0.1:{health}/healthz", timeout=2).ok
+            and "KUBE-ROUTER-FORWARD" in host.run("iptables-save", "-t", "filter").stdout))
+
     def _node_ready(self) -> bool:
         node = self.api.request("GET", f"/api/v1/nodes/{NODE_NAME}")
         if not node.ok:
@@ -247,26 +273,71 @@ state = "{w}/containerd/state"
         })
 
     def _start_dns(self) -> None:
-        self._bind("coredns", "node-fixture-coredns", [
+        """CoreDNS as a Deployment in kube-system behind the kube-dns Service, as on any cluster: the instance's
+        NetworkPolicies let task pods reach DNS by naming that namespace, which a host process is not in."""
+        labels = {"k8s-app": "kube-dns"}
+        rules = [
             {"apiGroups": [""], "resources": ["services", "endpoints", "pods", "namespaces"], "verbs": ["list", "watch"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-        ])
-        (ready_port,) = _free_ports(1)
+        ]
         # No `forward` plugin: names outside the cluster get SERVFAIL, and nothing leaves the machine.
-        (self.work / "Corefile").write_text(f""".:53 {{
-    bind {host.NODE_IP}
+        corefile = f""".:53 {{
     errors
-    ready 127.0.0.1:{ready_port}
+    health :8080
+    ready :8181
     kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        kubeconfig {self.kubeconfigs['coredns']} fixture
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
     }}
     cache 5
 }}
-""")
-        self._start("coredns", [str(self.tools / "coredns"), "-conf", str(self.work / "Corefile")])
-        self._wait("cluster DNS", lambda: requests.get(f"http://127.0.0.1:{ready_port}/ready", timeout=2).ok)
+"""
+        ns = "kube-system"
+        for document in (
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns", "namespace": ns}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:coredns"},
+             "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": "system:coredns"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+             "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}]},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": ns},
+             "data": {"Corefile": corefile}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": ns, "labels": labels},
+             "spec": {"selector": labels, "clusterIP": host.DNS_SERVICE_IP, "ports": [
+                 {"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "coredns", "namespace": ns, "labels": labels},
+             "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                 "metadata": {"labels": labels},
+                 "spec": {
+                     "serviceAccountName": "coredns", "dnsPolicy": "Default",
+                     # Port 53 as the non-root user, without capabilities (the image carries no file caps).
+                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "sysctls": [
+                         {"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"}]},
+                     "containers": [{
+                         "name": "coredns", "image": COREDNS_IMAGE, "imagePullPolicy": "Never",
+                         "args": ["-conf", "/etc/coredns/Corefile"],
+                         "ports": [{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53, "protocol": "TCP"}],
+                         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 1},
+                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                             "capabilities": {"drop": ["ALL"]}},
+                         # 10m, not upstream's 100m: the node has two cores, and the instance and a task pod
+                         # must fit beside it.
+                         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "170Mi"}},
+                         "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+                     }],
+                     "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
+                 }}}},
+        ):
+            response = self.api.ensure(document)
+            assert response.ok, response.body
+        self._wait("cluster DNS", self._dns_ready)
+
+    def _dns_ready(self) -> bool:
+        slices = self.api.request(
+            "GET", "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices",
+            labelSelector="kubernetes.io/service-name=kube-dns").body.get("items", [])
+        return any(e.get("conditions", {}).get("ready") is True for s in slices for e in s.get("endpoints") or [])
 
     def _offer_volumes(self) -> None:
         """A default StorageClass and pre-made volumes under it: what a PersistentVolumeClaim of the database
@@ -347,6 +418,7 @@ state = "{w}/containerd/state"
             lambda: host.remove_network(self.before),
             lambda: host.run(str(self.kube_bin / "kube-proxy"), "--cleanup", check=False),
             host.remove_chains,
+            host.remove_ipsets,
             host.remove_cgroups,
             self.before.remove_shared_entries,
             lambda: shutil.rmtree(self.work, ignore_errors=True),
@@ -400,6 +472,7 @@ state = "{w}/containerd/state"
             found.append(f"interface {host.BRIDGE}")
         found += [f"network namespace {n}" for n in set(host.network_namespaces()) - self.before.netns]
         found += host.iptables_chains()
+        found += [f"ipset {name}" for name in host.ipsets()]
         found += host.leftover_cgroups()
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                   if line.split()[4].startswith(str(self.work))]

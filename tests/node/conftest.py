@@ -1,9 +1,13 @@
 """The test node (tests/node/cluster.py) for every test in this folder: started once, torn down after the
-folder's last test, and the teardown fails the run if it left anything on the host."""
+folder's last test, and the teardown fails the run if it left anything on the host. On it, one instance of the
+program (a branch-like stack, `deployed`) serves every module that needs Airflow running: the instance's own
+tests, then the NetworkPolicy paths, then the faults; destroying it comes last."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +53,74 @@ def node():
     yield cluster
     leftovers = cluster.stop()
     assert not leftovers, f"tearing the test node down left {leftovers} on the host"
+
+
+# Modules in the order they use the one instance: what breaks things runs after what observes them.
+MODULE_ORDER = ("test_cluster", "test_images", "test_instance", "test_network_policies", "test_faults")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        module = Path(str(item.fspath)).stem
+        position = MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
+        return (item.get_closest_marker("destroys_instance") is not None, position)
+
+    items.sort(key=rank)  # stable: the order within a module stays as written
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "destroys_instance: destroys the node's shared instance; runs last")
+
+
+@pytest.fixture(scope="package")
+def s3_on_bridge(node):
+    from tests.node.instance import S3OnBridge
+
+    with S3OnBridge() as url:
+        yield url
+
+
+@pytest.fixture(scope="package")
+def dag_repo(node, tmp_path_factory):
+    from tests.node.instance import GitServer
+
+    server = GitServer(tmp_path_factory.mktemp("git"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def deployed(node, s3_on_bridge, dag_repo, tmp_path_factory):
+    engine = pytest.importorskip("engine")
+    try:
+        engine.pulumi_bin()
+    except engine.ToolchainMissing as error:
+        _unavailable(str(error))
+    from tests.node.instance import open_branch_stack
+
+    name = f"br-node-{secrets.token_hex(3)}"
+    stack = open_branch_stack(name, node.kubeconfig(), s3_on_bridge, dag_repo, tmp_path_factory.mktemp("node-stack"))
+    started = time.monotonic()
+    try:
+        up = stack.up(color="never", on_output=print)
+    except Exception:
+        print(node.log_tail(40))
+        raise
+    up_seconds = time.monotonic() - started
+    print(f"\nup of {name} on the node: {up_seconds:.0f}s, {up.summary.resource_changes}")
+    yield stack, up, up_seconds
+    # Whatever a failed test left: the engine's destroy, the way a branch environment goes.
+    if stack.export_stack().deployment.get("resources"):
+        engine.destroy(stack)
+
+
+@pytest.fixture(scope="package")
+def airflow(node, deployed):
+    from tests.node.instance import Airflow, service_url
+
+    _, up, _ = deployed
+    client = Airflow(service_url(node.api, up.outputs["namespace"].value, "api-server"), up.outputs["admin_password"].value)
+    client.login()
+    return client

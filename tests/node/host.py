@@ -11,6 +11,7 @@ namespaces, interfaces, routes, iptables rules and chains, cgroups, and the forw
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ NODE_IP = "10.244.0.1"
 POD_CIDR = "10.244.0.0/24"
 SERVICE_CIDR = "10.96.0.0/24"
 API_SERVICE_IP = "10.96.0.1"
+DNS_SERVICE_IP = "10.96.0.10"
 NO_FORWARD_COMMENT = "airflow-platform-node-isolation"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -35,7 +37,7 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def missing_tools() -> list[str]:
     """What the node needs from Debian and the kernel that is not here."""
     needed = {"containerd": "containerd", "runc": "runc", "ctr": "containerd", "iptables": "iptables",
-              "conntrack": "conntrack", "ip": "iproute2"}
+              "conntrack": "conntrack", "ip": "iproute2", "ipset": "ipset"}
     missing = [package for tool, package in needed.items()
                if run("sh", "-c", f"command -v {tool}", check=False).returncode != 0]
     if not Path("/usr/lib/cni/bridge").exists():
@@ -221,12 +223,13 @@ def remove_network(before: HostState) -> None:
 
 
 def remove_chains(prefixes: tuple[str, ...] = ("KUBE-", "CNI-")) -> None:
-    """kube-proxy's and the CNI plugins' chains, after `kube-proxy --cleanup` did what it knows."""
+    """kube-proxy's, kube-router's and the CNI plugins' chains, after `kube-proxy --cleanup` did what it knows.
+    Rules are parsed as iptables-save quotes them (comments hold spaces)."""
     for table in ("filter", "nat", "mangle"):
         dump = run("iptables-save", "-t", table, check=False).stdout.splitlines()
         jumps = [line for line in dump if line.startswith("-A ") and any(f"-j {p}" in line or f"-A {p}" in line for p in prefixes)]
         for line in jumps:
-            run("iptables", "-t", table, *line.replace("-A ", "-D ", 1).split(), check=False)
+            run("iptables", "-t", table, *shlex.split(line.replace("-A ", "-D ", 1)), check=False)
         chains = [line[1:].split()[0] for line in dump if line.startswith(":") and line[1:].startswith(prefixes)]
         for chain in chains:
             run("iptables", "-t", table, "-F", chain, check=False)
@@ -242,6 +245,22 @@ def iptables_chains() -> list[str]:
             if line.startswith((":KUBE-", ":CNI-")) or NO_FORWARD_COMMENT in line:
                 found.append(f"{table} {line}")
     return found
+
+
+# kube-router's NetworkPolicy controller keeps pod and policy addresses in ipsets named KUBE-SRC-*, KUBE-DST-*
+# and kube-router-*.
+IPSET_PREFIXES = ("KUBE-", "kube-router")
+
+
+def ipsets() -> list[str]:
+    listed = run("ipset", "list", "-n", check=False).stdout.split()
+    return [name for name in listed if name.startswith(IPSET_PREFIXES)]
+
+
+def remove_ipsets() -> None:
+    """After the chains that reference them are gone (a set in use cannot be destroyed)."""
+    for name in ipsets():
+        run("ipset", "destroy", name, check=False)
 
 
 def remove_cgroups() -> None:

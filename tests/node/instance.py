@@ -19,6 +19,7 @@ from pulumi import automation as auto
 
 from tests.apiserver import KubeAPI, _free_ports
 from tests.node import host
+from tests.node.pods import PROBE_FUNCTION
 from tests.processes import stop as stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,7 @@ SMOKE_DAG = '''
 from datetime import datetime
 
 from airflow.sdk import dag, task
+''' + PROBE_FUNCTION + '''
 
 
 @dag(dag_id="node_smoke", schedule=None, start_date=datetime(2024, 1, 1), catchup=False)
@@ -55,8 +57,20 @@ def node_long():
     tick()
 
 
+@dag(dag_id="node_paths", schedule=None, start_date=datetime(2024, 1, 1), catchup=False)
+def node_paths():
+    @task
+    def probe_from_a_task_pod():
+        from airflow.sdk import get_current_context
+
+        probe(get_current_context()["dag_run"].conf["targets"])
+
+    probe_from_a_task_pod()
+
+
 node_smoke()
 node_long()
+node_paths()
 '''
 
 
@@ -124,9 +138,31 @@ class Airflow:
             assert time.monotonic() < deadline, f"DAG {dag_id} was not parsed within {timeout}s"
             time.sleep(2)
 
-    def trigger(self, dag_id: str) -> str:
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         self.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
-        return self.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})["dag_run_id"]
+
+    def run_to_end(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """The run's final state (success or failed). While a fault is being recovered from, the API may fail to
+        answer for a while; that is waited out like any other state."""
+        deadline, state = time.monotonic() + timeout, None
+        while state not in ("success", "failed"):
+            assert time.monotonic() < deadline, f"run {run_id} of {dag_id} still {state} after {timeout}s"
+            try:
+                state = self.get(f"/dags/{dag_id}/dagRuns/{run_id}").json().get("state")
+            except (requests.RequestException, ValueError) as error:
+                state = f"unknown ({error.__class__.__name__})"
+            time.sleep(1)
+        return state
+
+    def uploaded_log(self, dag_id: str, run_id: str, task_id: str, marker: str, timeout: float = 60) -> str:
+        """The finished task's log once it holds `marker`: a run is marked a success seconds before its pod has
+        uploaded the log, and until then the API server cannot read it anywhere."""
+        deadline = time.monotonic() + timeout
+        while marker not in (log := self.log(dag_id, run_id, task_id)):
+            assert time.monotonic() < deadline, log
+            time.sleep(1)
+        return log
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
         found = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")

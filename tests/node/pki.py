@@ -55,8 +55,9 @@ class Credentials:
 
 
 # Who talks to the API server, as (user, groups): the Node authorizer wants system:node:<name> in system:nodes,
-# and the built-in RBAC bindings name the controller manager, scheduler and kube-proxy users. CoreDNS and the
-# CloudNativePG operator get their own users; the fixture binds them to what they need.
+# and the built-in RBAC bindings name the controller manager, scheduler and kube-proxy users. kube-router (the
+# NetworkPolicy enforcer) and the CloudNativePG operator get their own users; the fixture binds them to what
+# they need.
 def identities(node_name: str) -> dict[str, tuple[str, list[str]]]:
     return {
         "admin": ("admin", ["system:masters"]),
@@ -64,7 +65,7 @@ def identities(node_name: str) -> dict[str, tuple[str, list[str]]]:
         "controller-manager": ("system:kube-controller-manager", []),
         "scheduler": ("system:kube-scheduler", []),
         "kube-proxy": ("system:kube-proxy", []),
-        "coredns": ("coredns", []),
+        "kube-router": ("kube-router", []),
         "cnpg-operator": ("cnpg-operator", []),
     }
 

@@ -6,6 +6,27 @@ import time
 
 from tests.apiserver import KubeAPI
 
+# Tries each (name, address, port) with a 3 s timeout and prints one line `PATHS {name: "open" | "closed (...)"}`.
+# Run in a task pod (tests/node/instance.py's DAG) and in plain pods (tests/node/test_network_policies.py).
+PROBE_FUNCTION = """
+def probe(targets):
+    import json
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(target):
+        name, address, port = target
+        try:
+            socket.create_connection((address, port), timeout=3).close()
+            return name, "open"
+        except OSError as error:
+            return name, f"closed ({error.__class__.__name__})"
+
+    with ThreadPoolExecutor(8) as pool:
+        results = dict(pool.map(attempt, targets))
+    print("PATHS " + json.dumps(results, sort_keys=True), flush=True)
+"""
+
 
 def restricted_pod(name: str, image: str, script: str, uid: int = 50000) -> dict:
     """A pod Pod Security `restricted` admits, running `script` with python3."""

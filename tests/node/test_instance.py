@@ -7,13 +7,12 @@ the stack's bucket afterwards; `destroy` leaves nothing in the cluster.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 
 import boto3
 import pytest
 
-from tests.node.instance import ACCESS_KEY, SECRET_KEY, Airflow, GitServer, S3OnBridge, items, open_branch_stack, service_url
+from tests.node.instance import ACCESS_KEY, SECRET_KEY, items
 
 pytestmark = pytest.mark.slow
 
@@ -24,47 +23,6 @@ except engine.ToolchainMissing as error:
     pytest.skip(str(error), allow_module_level=True)
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-
-
-@pytest.fixture(scope="module")
-def s3_on_bridge(node):
-    with S3OnBridge() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def dag_repo(node, tmp_path_factory):
-    server = GitServer(tmp_path_factory.mktemp("git"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def deployed(node, s3_on_bridge, dag_repo, tmp_path_factory):
-    name = f"br-node-{secrets.token_hex(3)}"
-    stack = open_branch_stack(name, node.kubeconfig(), s3_on_bridge, dag_repo, tmp_path_factory.mktemp("node-stack"))
-    started = time.monotonic()
-    try:
-        up = stack.up(color="never", on_output=print)
-    except Exception:
-        print(node.log_tail(40))
-        raise
-    up_seconds = time.monotonic() - started
-    print(f"\nup of {name} on the node: {up_seconds:.0f}s, {up.summary.resource_changes}")
-    yield stack, up, up_seconds
-    # Whatever a failed test left: the engine's destroy, the way a branch environment goes.
-    if stack.export_stack().deployment.get("resources"):
-        engine.destroy(stack)
-
-
-@pytest.fixture(scope="module")
-def airflow(node, deployed) -> Airflow:
-    _, up, _ = deployed
-    client = Airflow(service_url(node.api, up.outputs["namespace"].value, "api-server"), up.outputs["admin_password"].value)
-    client.login()
-    return client
 
 
 def test_up_waits_until_every_workload_is_ready(node, deployed):
@@ -181,6 +139,7 @@ def test_a_running_tasks_log_is_readable_while_it_runs(node, deployed, airflow):
         time.sleep(1)
 
 
+@pytest.mark.destroys_instance
 def test_destroy_leaves_nothing_in_the_cluster(node, deployed):
     stack, up, _ = deployed
     namespace = up.outputs["namespace"].value
