@@ -104,7 +104,8 @@ def previews(stacks: list[str], work_dir: str) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     parser.add_argument("kind", choices=["mocks", "engine", "preview"])
     parser.add_argument("--program", choices=["empty", "full"], default="full")
     parser.add_argument("--repeat", type=int, default=3)

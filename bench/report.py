@@ -226,7 +226,20 @@ def plot(r: dict, path: Path) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":
-    # `python -m bench.report`: rewrite results.md and the plot from results.json, e.g. after bench.ci_times ran.
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Rewrite bench/results.md and bench/results.png from bench/results.json (and ci_times.json), "
+        "e.g. after bench.ci_times ran. Takes no arguments.",
+    ).parse_args(argv)
     here = Path(__file__).resolve().parent
     write(json.loads((here / "results.json").read_text()), here)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

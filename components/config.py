@@ -552,17 +552,36 @@ def config_reference_markdown() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """`python -m components.config`: regenerate what is generated from the model; `... check`: read stack files."""
+    import argparse
     from pathlib import Path
 
-    import yaml
-
+    parser = argparse.ArgumentParser(
+        prog="python -m components.config",
+        description="With no command: regenerate the config declarations in Pulumi.yaml and README.md's config "
+        "reference and capacity tables from the settings model (writes both files).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{check}")
+    check_cmd = commands.add_parser(
+        "check", help="report what `pulumi up` would refuse in stack files, writing nothing (exit 1 on a problem)",
+        description="Report what `pulumi up` would refuse in each stack file, writing nothing (exit 1 on a problem).",
+    )
+    check_cmd.add_argument("stacks", nargs="*", metavar="STACK",
+                           help="a stack name or a Pulumi.<stack>.yaml path (default: every Pulumi.*.yaml)")
+    arguments = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
-    if sys.argv[1:2] == ["check"]:
+    if arguments.command == "check":
         from components.stack_config import check
 
-        sys.exit(check(sys.argv[2:], root))
+        return check(arguments.stacks, root)
+    _regenerate(root)
+    return 0
+
+
+def _regenerate(root) -> None:
+    import yaml
+
     project_file = root / "Pulumi.yaml"
     project = yaml.safe_load(project_file.read_text())
     project["config"] = {f"{PROJECT}:{k}": v for k, v in project_config_declarations().items()}
@@ -580,4 +599,10 @@ if __name__ == "__main__":
         head, rest = text.split(begin, 1)
         text = f"{head}{begin}\n{stacks_capacity_markdown()}\n{end}{rest.split(end, 1)[1]}"
     readme.write_text(text)
-    sys.stdout.write("Pulumi.yaml and README.md regenerated from components/config.py\n")
+    print("Pulumi.yaml and README.md regenerated from components/config.py")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

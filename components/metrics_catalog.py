@@ -315,15 +315,28 @@ def alerts_markdown() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """`python -m components.metrics_catalog`: regenerate README.md's alert table from ALERTS."""
+    import argparse
     from pathlib import Path
 
+    argparse.ArgumentParser(
+        prog="python -m components.metrics_catalog",
+        description="Regenerate README.md's alert table (between <!-- alerts:begin --> and <!-- alerts:end -->) "
+        "from the alerts defined in components/metrics_catalog.py. Takes no arguments; writes README.md.",
+    ).parse_args(argv)
     readme = Path(__file__).resolve().parent.parent / "README.md"
     begin, end = "<!-- alerts:begin -->", "<!-- alerts:end -->"
     text = readme.read_text()
     if begin not in text or end not in text:
-        sys.exit(f"README.md has no {begin} ... {end} block")
+        raise SystemExit(f"README.md has no {begin} ... {end} block")
     head, rest = text.split(begin, 1)
     readme.write_text(f"{head}{begin}\n{alerts_markdown()}\n{end}{rest.split(end, 1)[1]}")
-    sys.stdout.write("README.md's alert table regenerated from components/metrics_catalog.py\n")
+    print("README.md's alert table regenerated from components/metrics_catalog.py")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

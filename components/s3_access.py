@@ -94,9 +94,23 @@ def bucket_policy(
     return {"Version": "2012-10-17", "Statement": statements} if statements else None
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m components.s3_access BUCKET [LOG_PREFIX] [BACKUP_PREFIX]`: print the three identity policies."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m components.s3_access",
+        description="Print the identity policy of each S3 credential (provisioning, log, backup) as JSON.",
+    )
+    parser.add_argument("bucket")
+    parser.add_argument("log_prefix", nargs="?", default="logs", help="default: logs")
+    parser.add_argument("backup_prefix", nargs="?", default="postgres", help="default: postgres")
+    arguments = parser.parse_args(argv)
+    print(json.dumps(identity_policies(arguments.bucket, arguments.log_prefix, arguments.backup_prefix), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    if not 2 <= len(sys.argv) <= 4:
-        sys.exit(__doc__)
-    print(json.dumps(identity_policies(*sys.argv[1:]), indent=2))
+    sys.exit(main())

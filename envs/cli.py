@@ -18,7 +18,6 @@ fake engine.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -32,6 +31,7 @@ import yaml
 
 from components.config import PROJECT, ConfigError, config_text, parse_settings
 from envs.naming import branch_instance_name, is_branch_stack, normalize_branch
+from envs.parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -543,33 +543,6 @@ def reap(engine: EngineLike, older: float, yes: bool, out=print, ask=input, now:
         out(f"{len(failed)} environment(s) not destroyed: {', '.join(failed)}")
         return 1
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m envs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", type=Path, default=ROOT, help="the Pulumi project directory")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    create_cmd = commands.add_parser("create", help="create or update the environment of BRANCH")
-    create_cmd.add_argument("branch")
-    create_cmd.add_argument("--dags-repo", help="git URL of the DAG repository (default: $AIRFLOW_DAGS_REPO)")
-    create_cmd.add_argument("--parent-stack", default="dev",
-                            help="stack to copy secrets and deployment target from ('' for none; default dev)")
-    create_cmd.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                            help="extra setting, e.g. postgres.instances=2 (repeatable)")
-    create_cmd.add_argument("--dry-run", action="store_true", help="print the stack's config and stop")
-
-    destroy_cmd = commands.add_parser("destroy", help="destroy the environment of BRANCH (missing is fine)")
-    destroy_cmd.add_argument("branch", nargs="?")
-    destroy_cmd.add_argument("--stack", help="destroy this branch stack instead of naming a branch")
-
-    list_cmd = commands.add_parser("list", help="list branch environments")
-    list_cmd.add_argument("--older-than", type=float, metavar="DAYS", help="only those idle for more than DAYS")
-
-    reap_cmd = commands.add_parser("reap", help="destroy branch environments idle for more than DAYS")
-    reap_cmd.add_argument("--older-than", type=float, metavar="DAYS", required=True)
-    reap_cmd.add_argument("--yes", action="store_true", help="do not ask")
-    return parser
 
 
 def main(argv: list[str] | None = None, engine_factory: Callable[[Path], EngineLike] = Engine) -> int:

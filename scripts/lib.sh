@@ -1,7 +1,34 @@
-# Shared set-up for scripts/local-up and scripts/test: sourced, not run.
+# Shared set-up for scripts/local-up, scripts/envs and scripts/test: sourced, not run. Sourcing it only defines
+# functions (and $repo); nothing is set up until one is called.
 # Everything a fresh machine needs is installed here, idempotently and quickly when already done.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Arguments before set-up: a wrapper of a Python command checks them with that command's own argparse parser
+# first, so that --help and a mistake cost nothing. $1 is "module:function" returning the parser, importable from
+# the repository or scripts/ with the standard library alone (the venv may not be made yet); the rest are the
+# arguments. On -h/--help it prints the wrapper's header comment, then the command's help, and exits 0; on a
+# mistake it exits 2 with argparse's message (what is allowed); it returns when they are good.
+check_args() {
+  local parser=$1 arg
+  shift
+  for arg; do
+    case $arg in
+      --) break ;;
+      -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; echo; break ;;
+    esac
+  done
+  PYTHONPATH="$repo:$repo/scripts${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -c '
+import importlib, sys
+module, function = sys.argv[1].split(":")
+getattr(importlib.import_module(module), function)().parse_args(sys.argv[2:])' "$parser" "$@" || exit
+  for arg; do
+    case $arg in
+      --) break ;;
+      -h|--help) exit 0 ;;  # argparse has printed the help
+    esac
+  done
+}
 
 ensure_venv() {
   local python=${PYTHON:-python3} stamp want

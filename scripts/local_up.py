@@ -9,6 +9,7 @@ this machine's loopback, which no pod reaches, unless the stack file says otherw
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -18,13 +19,16 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pulumi import automation as auto  # noqa: E402
+if TYPE_CHECKING:
+    from pulumi import automation as auto
 
-from engine import Backend, open_stack  # noqa: E402
+# The standard library alone up to here, and in build_parser(): scripts/local-up checks the arguments with it
+# before it sets up the venv and the toolchain. The engine is imported where it is used.
 
 LOCAL = ROOT / ".local"
 STACK = os.environ.get("AIRFLOW_PLATFORM_LOCAL_STACK", "local")
@@ -78,7 +82,20 @@ def s3_endpoint() -> tuple[str, bool]:
     raise SystemExit(f"local-up: the local S3 endpoint did not start; see {LOCAL / 'moto.log'}")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/local-up",
+        description="The embedded default: the `local` stack rendered as Kubernetes YAML into rendered/local/, its log "
+        "bucket created on a local S3 endpoint, state in a file backend under .local/. With no argument: deploy.",
+    )
+    parser.add_argument("--show", metavar="OUTPUT",
+                        help="print one output of the local stack, secrets revealed (e.g. admin_password), and stop")
+    return parser
+
+
 def main() -> int:
+    from engine import Backend, open_stack
+
     LOCAL.mkdir(exist_ok=True)
     (LOCAL / "state").mkdir(exist_ok=True)
     endpoint, fresh = s3_endpoint()
@@ -170,20 +187,27 @@ def pod_endpoint_notice(s3: dict, endpoint: str) -> str:
 
 def show(output: str) -> None:
     """Prints one stack output, secrets revealed (for the admin password of the embedded default)."""
+    from engine import Backend, open_stack
+
     stack = open_stack(STACK, Backend(url=f"file://{LOCAL / 'state'}", passphrase=PASSPHRASE), create=False)
     print(stack.outputs()[output].value)
 
 
 def _plain(value: str) -> auto.ConfigValue:
+    from pulumi import automation as auto
+
     return auto.ConfigValue(value=value)
 
 
 def _secret(value: str) -> auto.ConfigValue:
+    from pulumi import automation as auto
+
     return auto.ConfigValue(value=value, secret=True)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--show"] and len(sys.argv) == 3:
-        show(sys.argv[2])
+    arguments = build_parser().parse_args()
+    if arguments.show is not None:
+        show(arguments.show)
         sys.exit(0)
     sys.exit(main())
