@@ -17,6 +17,10 @@ How the dynamic provider runs (read this before changing the module):
   module and components.log_bucket_props, is passed as an input so that a new provider version shows up as
   an in-place update in ``pulumi preview``.
 * ``read`` is not functional for Python dynamic providers and is not implemented.
+* ``create`` finds a bucket of its name already there when an earlier create reached the store but its answer
+  never came back (the endpoint went down, or `up` was killed mid-way). It takes that bucket over only when
+  nothing in it could be anyone else's: it is empty and carries no tags or exactly the tags it would be given
+  (``adoption_refusal``). Any other existing bucket is refused, as before.
 """
 
 from __future__ import annotations
@@ -339,14 +343,66 @@ def _empty_bucket(s3: Any, bucket: str) -> None:
     raise LogBucketError(f"bucket '{bucket}' still holds objects after emptying it five times; is something writing?")
 
 
-def _already_exists_error(bucket: str, settings: dict[str, Any]) -> LogBucketError:
+def _already_exists_error(bucket: str, settings: dict[str, Any], why: str = "") -> LogBucketError:
     where = settings["endpoint_url"] or f"AWS region {settings['region']}"
     return LogBucketError(
-        f"bucket '{bucket}' already exists at {where} and these credentials can reach it (BucketAlreadyOwnedByYou). "
+        f"bucket '{bucket}' already exists at {where} and these credentials can reach it (BucketAlreadyOwnedByYou)"
+        f"{f'; {why}' if why else ''}. "
         f"LogBucket does not take over an existing bucket by surprise: import it into this stack deliberately, "
         f"or choose another bucket name (s3.bucket). A bucket kept by retainOnDelete from an earlier stack is "
         f"such a bucket too."
     )
+
+
+def _bucket_tags(s3: Any, bucket: str) -> dict[str, str]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return {tag["Key"]: tag["Value"] for tag in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
+    except ClientError as exc:
+        if _error_code(exc)[0] in ("NoSuchTagSet", "NoSuchTagSetError") or _is_not_implemented(exc):
+            return {}
+        raise
+
+
+def adoption_refusal(s3: Any, settings: dict[str, Any]) -> str | None:
+    """Why the existing bucket `settings` names may not be taken over as this resource's own, or None when it
+    may: it is empty (objects, versions, delete markers) and carries no tags or exactly the ones we would set.
+    That is what a create leaves whose answer was lost (the endpoint went down after the bucket was made, or
+    `up` was killed mid-way); a bucket holding anything, or tagged for someone else, is not ours to take."""
+    bucket = settings["bucket"]
+    count, more, examples = _count_objects(s3, bucket, page_limit=1)
+    if count:
+        amount = f"at least {count}" if more else str(count)
+        return f"it holds {amount} object(s), e.g. {', '.join(repr(k) for k in examples)}"
+    tags = _bucket_tags(s3, bucket)
+    if tags and tags != (settings["tags"] or {}):
+        return f"it is tagged {tags}, not {settings['tags'] or {}}"
+    return None
+
+
+# Failures of the connection itself: the store did not answer, so what it did is unknown.
+def _unreached(exc: Exception) -> bool:
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
+
+
+@contextlib.contextmanager
+def _endpoint_errors(settings: dict[str, Any], action: str) -> Iterator[None]:
+    """A store that cannot be reached becomes one LogBucketError naming the endpoint and what was being done."""
+    try:
+        yield
+    except Exception as exc:
+        if not _unreached(exc):
+            raise
+        where = settings["endpoint_url"] or f"AWS S3 in {settings['region']}"
+        raise LogBucketError(
+            f"the S3 endpoint {where} could not be reached while {action} bucket '{settings['bucket']}' ({exc}). "
+            f"Nothing else is changed for it; once the endpoint answers, run `up` again (a bucket this create made "
+            f"before the connection failed is empty, and is taken over)."
+        ) from exc
 
 
 # --- the dynamic provider ---------------------------------------------------------------------------------------
@@ -385,10 +441,13 @@ class BucketProvider(dynamic.ResourceProvider):
 
         settings = settings_from(props)
         bucket = settings["bucket"]
-        with _s3_client(settings) as s3:
+        with _s3_client(settings) as s3, _endpoint_errors(settings, "creating"):
             # us-east-1 answers 200 to CreateBucket for a bucket we already own: ask first.
             if _bucket_state(s3, bucket) == "present":
-                raise _already_exists_error(bucket, settings)
+                if refusal := adoption_refusal(s3, settings):
+                    raise _already_exists_error(bucket, settings, refusal)
+                # Made by an earlier create whose answer was lost: finish that create.
+                return dynamic.CreateResult(id_=bucket, outs=outputs(settings, _apply_settings(s3, settings)))
             request: dict[str, Any] = {"Bucket": bucket}
             if settings["region"] != "us-east-1":
                 request["CreateBucketConfiguration"] = {"LocationConstraint": settings["region"]}
@@ -397,7 +456,10 @@ class BucketProvider(dynamic.ResourceProvider):
             except ClientError as exc:
                 code = _error_code(exc)[0]
                 if code == "BucketAlreadyOwnedByYou":
-                    raise _already_exists_error(bucket, settings) from exc
+                    # Made between our question and this request, or by a retry of it whose first answer was lost.
+                    if refusal := adoption_refusal(s3, settings):
+                        raise _already_exists_error(bucket, settings, refusal) from exc
+                    return dynamic.CreateResult(id_=bucket, outs=outputs(settings, _apply_settings(s3, settings)))
                 if code == "BucketAlreadyExists":
                     raise LogBucketError(
                         f"bucket name '{bucket}' is already taken by someone else; choose another name (s3.bucket)"
@@ -415,7 +477,7 @@ class BucketProvider(dynamic.ResourceProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         settings = settings_from(news, id_)
         bucket = settings["bucket"]
-        with _s3_client(settings) as s3:
+        with _s3_client(settings) as s3, _endpoint_errors(settings, "updating"):
             if _bucket_state(s3, bucket) == "absent":
                 raise LogBucketError(
                     f"bucket '{bucket}' no longer exists (deleted outside Pulumi?). Remove it from the state "
@@ -428,8 +490,8 @@ class BucketProvider(dynamic.ResourceProvider):
         from botocore.exceptions import ClientError
 
         settings = settings_from(props, id_)
-        bucket = settings["bucket"] or id_
-        with _s3_client(settings) as s3:
+        bucket = settings["bucket"] = settings["bucket"] or id_
+        with _s3_client(settings) as s3, _endpoint_errors(settings, "deleting"):
             if _bucket_state(s3, bucket) == "absent":
                 return  # already gone: delete is idempotent
             if settings["force_destroy"]:

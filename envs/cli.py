@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import yaml
 
+import recovery
 from components.config import PROJECT, ConfigError, config_text, parse_settings
 from envs.naming import branch_instance_name, is_branch_stack, normalize_branch
 from envs.parser import build_parser
@@ -418,7 +419,9 @@ class Engine:
 
     def up(self, stack, config, tags, on_output):
         auto = self.auto
-        handle = auto.Stack.create_or_select(stack, self.workspace)
+        # A state an interrupted update left (unreadable, locked, operations unfinished), or an update still
+        # running: say so, and what to do, before anything is changed.
+        handle = recovery.open_checked(lambda: auto.Stack.create_or_select(stack, self.workspace), stack)
         stale = [key for key in handle.get_all_config() if key not in config]
         if stale:
             handle.remove_all_config(stale)
@@ -429,7 +432,7 @@ class Engine:
         except auto.errors.CommandError as error:
             print(f"note: stack tags not supported here ({_first_line(error)}); age falls back to the last update",
                   file=sys.stderr)
-        result = handle.up(on_output=on_output, color="never")
+        result = recovery.up(handle, check_first=False, on_output=on_output, color="never")
         return {key: ("[secret]" if output.secret else output.value) for key, output in result.outputs.items()}
 
     def destroy(self, stack, on_output):
@@ -482,7 +485,11 @@ def create(engine: EngineLike, branch: str, *, dags_repo: str | None, parent_sta
         shown = {key: ("[secret]" if secret else text) for key, (text, secret) in config_map(plain, secrets).items()}
         out(json.dumps(shown, indent=2, sort_keys=True))
         return 0
-    outputs = engine.up(name, config_map(plain, secrets), lambda existing: branch_tags(branch, existing, now), out)
+    try:
+        outputs = engine.up(name, config_map(plain, secrets), lambda existing: branch_tags(branch, existing, now), out)
+    except recovery.DeployFailed as failed:  # what failed and what to do, said once; never a traceback
+        out(f"error: {failed}")
+        return 1
     for key, value in sorted(outputs.items()):
         out(f"{key}: {value}")
     return 0

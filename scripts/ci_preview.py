@@ -332,9 +332,15 @@ def _policy_pack() -> str:
 def execute(handle, mode: str) -> str:
     """Preview (with the policy pack, as engine.preview does for every tool) or update one stack; its output."""
     if mode == "apply":
-        # show_secrets=False: the SDK would otherwise fetch the outputs in plain text after the update.
-        result = handle.up(color="never", diff=True, suppress_outputs=True, policy_packs=[_policy_pack()],
-                           show_secrets=False)
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        import recovery
+
+        # Not on a stack an interrupted deploy left, nor beside another deploy of it; a failure says what failed
+        # (recovery.DeployFailed, reported as this stack's result). show_secrets=False: the SDK would otherwise
+        # fetch the outputs in plain text after the update.
+        result = recovery.up(handle, color="never", diff=True, suppress_outputs=True, policy_packs=[_policy_pack()],
+                             show_secrets=False)
     else:
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))

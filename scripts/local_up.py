@@ -100,7 +100,9 @@ def main() -> int:
     (LOCAL / "state").mkdir(exist_ok=True)
     endpoint, fresh = s3_endpoint()
     backend = Backend(url=f"file://{LOCAL / 'state'}", passphrase=PASSPHRASE)
-    stack = open_stack(STACK, backend)
+    stack = open_checked(lambda: open_stack(STACK, backend), discarding=fresh)
+    if stack is None:
+        return 1
     if fresh and stack.info() is not None:
         # A new endpoint starts empty: state from an earlier one describes a bucket that is gone.
         say(f"the local S3 endpoint is new: starting the '{STACK}' stack afresh")
@@ -119,7 +121,9 @@ def main() -> int:
     say(f"pulumi up of the '{STACK}' stack (inline program, file backend {LOCAL / 'state'})")
     os.umask(0o077)  # rendered Secrets hold plain text
     started = time.monotonic()
-    result = stack.up(on_output=lambda line: print(line, end="" if line.endswith("\n") else "\n"), color="never")
+    result = deploy(stack, on_output=lambda line: print(line, end="" if line.endswith("\n") else "\n"))
+    if result is None:
+        return 1
     for path in [ROOT / "rendered", *(ROOT / "rendered").rglob("*")]:
         path.chmod(0o700 if path.is_dir() else 0o600)
     changes = {kind: count for kind, count in (result.summary.resource_changes or {}).items() if kind != "same"}
@@ -138,6 +142,32 @@ Next:
   - set up a real stack: README.md, "Running a real stack"
 """)
     return 0
+
+
+def open_checked(open_stack, discarding: bool) -> auto.Stack | None:
+    """The local stack, or None after saying what stops this run before it changes anything: an earlier run
+    killed mid-update (its lock, unfinished operations or a half-written state file left in .local/state) or one
+    still running, with the command that recovers (docs/recovering-an-interrupted-update.md). `discarding`: the
+    stack is started afresh below (a new S3 endpoint), so only a stale lock, which would stop that, is removed."""
+    import recovery
+
+    try:
+        return recovery.open_checked(open_stack, STACK, recover_as="--local", discarding=discarding)
+    except recovery.DeployFailed as refused:
+        print(f"local-up: {refused}", file=sys.stderr)
+        return None
+
+
+def deploy(stack: auto.Stack, on_output) -> auto.UpResult | None:
+    """`up` of the local stack; when it fails, what failed where (the S3 endpoint, a resource) is printed once,
+    without a traceback, and None returned."""
+    import recovery
+
+    try:
+        return recovery.up(stack, recover_as="--local", check_first=False, on_output=on_output, color="never")
+    except recovery.DeployFailed as failed:
+        print(f"local-up: {failed}", file=sys.stderr)
+        return None
 
 
 def apply_command(rendered: Path) -> list[str]:

@@ -219,6 +219,7 @@ def test_forge_is_chosen_from_the_ci_environment():
 
 from pulumi import automation as auto  # noqa: E402
 from pulumi.automation._cmd import CommandResult  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 
 class FakeStack:
@@ -242,6 +243,12 @@ class FakeStack:
 
     def up(self, **kwargs):
         return auto.UpResult(stdout=self._run("up", kwargs), stderr="", summary=None, outputs={})
+
+    # What recovery.up reads before and after an update: no lock folder, no pending operation.
+    workspace = SimpleNamespace(env_vars={"PULUMI_BACKEND_URL": "file:///nonexistent/state"})
+
+    def export_stack(self):
+        return auto.Deployment(version=3, deployment={"resources": []})
 
 
 def test_a_preview_runs_inline_with_the_policy_pack_and_is_redacted():
