@@ -60,12 +60,18 @@ MODULE_ORDER = ("test_cluster", "test_images", "test_instance", "test_network_po
 
 
 def pytest_collection_modifyitems(items):
+    """Reorders this folder's tests among themselves, in the slots they already hold; other tests keep theirs."""
+    here = Path(__file__).parent
+
     def rank(item):
         module = Path(str(item.fspath)).stem
         position = MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
         return (item.get_closest_marker("destroys_instance") is not None, position)
 
-    items.sort(key=rank)  # stable: the order within a module stays as written
+    slots = [i for i, item in enumerate(items) if Path(str(item.fspath)).parent == here]
+    ordered = sorted((items[i] for i in slots), key=rank)  # stable: the order within a module stays as written
+    for slot, item in zip(slots, ordered):
+        items[slot] = item
 
 
 def pytest_configure(config):
