@@ -6,8 +6,6 @@ control plane plus the tasks it promises."""
 import json
 
 import pytest
-
-from components import kube
 import yaml
 
 from components import capacity, images, kube
