@@ -1,10 +1,11 @@
 """A real one-node Kubernetes cluster that runs our pods: the test node.
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy (scripts/install-kube-
-apiserver builds them in one `go build`), kube-router's NetworkPolicy controller, containerd, runc and the CNI plugins from Debian, CoreDNS as a pod
-in kube-system behind the kube-dns Service, a default StorageClass with volumes the fixture provides, and the
-CloudNativePG operator as a host process with its webhooks registered by URL (scripts/install-node-tools).
-Images come from scripts/build-node-images under the exact references the program renders; nothing is pulled.
+apiserver builds them in one `go build`), kube-router's NetworkPolicy controller, containerd, runc and the CNI
+plugins from Debian, CoreDNS as a pod in kube-system behind the kube-dns Service, a default StorageClass with
+volumes the fixture provides, and the CloudNativePG operator as a host process with its webhooks registered by
+URL (scripts/install-node-tools). Images come from scripts/build-node-images under the exact references the
+program renders; nothing is pulled.
 
 Fixed addresses (tests/node/host.py): the node is 10.244.0.1 on its own bridge, services are 10.96.0.0/24.
 Only one node runs at a time on a machine.

@@ -1,5 +1,5 @@
-// Wrapper for building CoreDNS, the cluster DNS of the one-node test cluster (tests/node/), which runs it as a host
-// process on the bridge: it requires github.com/coredns/coredns at the version scripts/install-node-tools builds
+// Wrapper for building CoreDNS, the cluster DNS of the one-node test cluster (tests/node/), which runs it as a pod
+// in kube-system from an image of this binary (scripts/build-node-images): it requires github.com/coredns/coredns at the version scripts/install-node-tools builds
 // and names it as a tool. The committed go.sum pins every module compiled.
 module airflow-platform/toolchain/coredns
 
