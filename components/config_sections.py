@@ -213,6 +213,13 @@ class S3Settings(SettingsModel):
     # A ConfigMap holds at most 1 MiB.
     ca_bundle: text(512 * 1024, free=True, lines=True) | None = Field(None, description="PEM CA bundle of a private S3 endpoint")
     verify_tls: bool = True
+    # botocore's standard retries wait at most 20 s between attempts, growing from about a second: 10 attempts
+    # ride out roughly a minute of store outage before a finished task's pod gives its log up.
+    log_upload_attempts: int = Field(
+        10, ge=1, le=30,
+        description="attempts each S3 call of the log connection makes before it fails (a task's log upload "
+        "included): 10 rides out about a minute of store outage",
+    )
     force_destroy: bool = Field(False, description="let `pulumi destroy` delete a bucket that still holds logs")
     log_principal: Arn | None = Field(
         None, description="ARN of the log credential's user (AWS, Ceph RGW): the bucket policy confines it to the log prefix"

@@ -99,6 +99,7 @@ def airflow_instance() -> None:
             backup_prefix=settings.postgres.backups.prefix,
             ca_bundle=settings.s3.ca_bundle,
             verify_tls=settings.s3.verify_tls,
+            attempts=settings.s3.log_upload_attempts,
             force_destroy=settings.s3.force_destroy,
             tags={"airflow-instance": instance, **({"team": settings.team} if settings.team else {})},
         ),

@@ -74,6 +74,8 @@ class LogBucketArgs:
     backup_prefix: str = "postgres"
     ca_bundle: str | None = None
     verify_tls: bool = True
+    # Attempts of each S3 call through the log connection (s3.logUploadAttempts).
+    attempts: int = 10
     tags: dict[str, str] = field(default_factory=dict)
     force_destroy: bool = False
     connection_id: str = "s3_logs"
@@ -146,7 +148,10 @@ class LogBucket(pulumi.ComponentResource):
             verify = self.CA_MOUNT_PATH
         else:
             verify = True
-        extra: dict[str, Any] = {"region_name": args.region, "verify": verify}
+        # A finished task's pod uploads its log once and is then deleted: while the store is down, the upload
+        # must wait for it rather than give up after the provider's single retry.
+        retries = {"retries": {"mode": "standard", "total_max_attempts": args.attempts}, "connect_timeout": 10}
+        extra: dict[str, Any] = {"region_name": args.region, "verify": verify, "config_kwargs": retries}
         pod_endpoint_url = args.pod_endpoint_url if args.pod_endpoint_url is not None else args.endpoint_url
         if pod_endpoint_url:
             extra["endpoint_url"] = pod_endpoint_url

@@ -208,6 +208,18 @@ def test_connections_file_holds_the_log_connection_and_the_stacks_own():
     assert log["extra"]["endpoint_url"] == "https://rgw.example.org"
 
 
+def test_the_log_connection_retries_long_enough_for_a_task_pod_to_outlast_a_store_outage():
+    from botocore.config import Config
+
+    def retries(overrides: dict) -> dict:
+        connections = json.loads(dev(overrides, LOG_KEYS).one("Secret", "-connections").inputs["stringData"]["connections.json"])
+        config = Config(**connections["s3_logs"]["extra"]["config_kwargs"])  # what the Amazon provider builds
+        return config.retries
+
+    assert retries({}) == {"mode": "standard", "total_max_attempts": 10}
+    assert retries({"s3": {"logUploadAttempts": 3}})["total_max_attempts"] == 3
+
+
 # --- migration ---------------------------------------------------------------------------------------------
 
 
