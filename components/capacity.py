@@ -151,7 +151,8 @@ def quota_problems(s: Settings) -> list[str]:
 
 
 def capacity_table(stacks: dict[str, Settings]) -> str:
-    """The README's table: what each committed stack's control plane takes and how many tasks fit beside it."""
+    """The table of docs/capacity-and-cost.md: what each committed stack's control plane takes and how many tasks
+    fit beside it."""
     rows = [
         "| stack | control plane requests (CPU / memory) | quota requests (CPU / memory) | task pod requests | concurrent task pods |",
         "| --- | --- | --- | --- | --- |",
@@ -168,7 +169,7 @@ def capacity_table(stacks: dict[str, Settings]) -> str:
 
 
 def stacks_capacity_markdown() -> str:
-    """`capacity_table` for the committed stack files (`Pulumi.<stack>.yaml`), as the README shows it."""
+    """`capacity_table` for the committed stack files (`Pulumi.<stack>.yaml`), as docs/capacity-and-cost.md shows it."""
     from pathlib import Path
 
     import yaml

@@ -8,8 +8,8 @@ error message, repr or log line can print them, and `secret_output` turns them i
 All problems are gathered into ONE `ConfigError` that names every bad key, its value and what is allowed,
 raised before any resource is registered.
 
-`python -m components.config` regenerates the `config:` block of `Pulumi.yaml` and the README's table of
-keys from this model, so the documentation cannot drift from the code; `python -m components.config check
+`python -m components.config` regenerates the `config:` block of `Pulumi.yaml` and the table of keys in
+docs/settings.md from this model, so the documentation cannot drift from the code; `python -m components.config check
 [<stack>...]` checks stack files with this model, without the engine (components/stack_config.py).
 
 The model's value types are in components/config_rules.py and its sections in components/config_sections.py;
@@ -143,7 +143,7 @@ class Settings(SettingsModel):
     limit_range: LimitRangeSettings = Field(default_factory=LimitRangeSettings)
     db_cleanup: DbCleanupSettings = Field(default_factory=DbCleanupSettings)
     metrics: MetricsSettings = Field(
-        default_factory=MetricsSettings, description="StatsD to a statsd_exporter; monitors and alerts (README: Metrics and alerts)"
+        default_factory=MetricsSettings, description="StatsD to a statsd_exporter; monitors and alerts (docs/metrics-and-alerts.md)"
     )
     cost: CostSettings = Field(default_factory=CostSettings)
     airflow_connections: SecretText | None = _secret(
@@ -505,7 +505,7 @@ def secret_output(value: SecretStr | None) -> pulumi.Output[str] | None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Generated documentation: Pulumi.yaml's `config:` block and the README's table of keys
+# Generated documentation: Pulumi.yaml's `config:` block and the table of keys in docs/settings.md
 
 
 _SCALAR_TYPES = {str: "string", int: "integer", bool: "boolean", SecretStr: "string"}
@@ -527,7 +527,7 @@ def _scalar_type(annotation: Any) -> str | None:
 def project_config_declarations() -> dict[str, dict[str, Any]]:
     """The scalar keys that have a default. The engine treats a declared key without a default as required
     and refuses to run a stack that does not set it, so optional keys (and secrets, which never have a
-    default) are left out; the README's table documents every key, and the model validates them all."""
+    default) are left out; docs/settings.md's table documents every key, and the model validates them all."""
     declarations: dict[str, dict[str, Any]] = {}
     for key, field in config_keys().items():
         kind = _scalar_type(field.annotation)
@@ -559,8 +559,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m components.config",
-        description="With no command: regenerate the config declarations in Pulumi.yaml and README.md's config "
-        "reference and capacity tables from the settings model (writes both files).",
+        description="With no command: regenerate the config declarations in Pulumi.yaml, the config reference in "
+        "docs/settings.md and the capacity table in docs/capacity-and-cost.md from the settings model (writes the "
+        "three files).",
     )
     commands = parser.add_subparsers(dest="command", metavar="{check}")
     check_cmd = commands.add_parser(
@@ -586,20 +587,18 @@ def _regenerate(root) -> None:
     project = yaml.safe_load(project_file.read_text())
     project["config"] = {f"{PROJECT}:{k}": v for k, v in project_config_declarations().items()}
     project_file.write_text(yaml.safe_dump(project, sort_keys=False, width=110))
-    readme = root / "README.md"
-    begin, end = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
-    text = readme.read_text()
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = f"{head}{begin}\n{config_reference_markdown()}\n{end}{rest.split(end, 1)[1]}"
     from components.capacity import stacks_capacity_markdown
 
-    begin, end = "<!-- capacity:begin -->", "<!-- capacity:end -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = f"{head}{begin}\n{stacks_capacity_markdown()}\n{end}{rest.split(end, 1)[1]}"
-    readme.write_text(text)
-    print("Pulumi.yaml and README.md regenerated from components/config.py")
+    for page, name, table in (
+        (root / "docs" / "settings.md", "config-reference", config_reference_markdown()),
+        (root / "docs" / "capacity-and-cost.md", "capacity", stacks_capacity_markdown()),
+    ):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        text = page.read_text()
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            page.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    print("Pulumi.yaml, docs/settings.md and docs/capacity-and-cost.md regenerated from components/config.py")
 
 
 if __name__ == "__main__":

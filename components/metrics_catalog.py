@@ -1,7 +1,7 @@
 """What we measure and what we alert on, in one place: the StatsD settings Airflow gets, the statsd_exporter
 mapping, and every alert with its runbook line. The Metrics component renders the ConfigMap and the
-PrometheusRule from here, the README's alert table is generated from here (`python -m components.metrics_catalog`,
-a test fails when it is stale), and the promtool tests load the rules rendered from here.
+PrometheusRule from here, the alert table of docs/metrics-and-alerts.md is generated from here (`python -m
+components.metrics_catalog`, a test fails when it is stale), and the promtool tests load the rules rendered from here.
 
 Why StatsD and not OpenTelemetry: Airflow's StatsD path sends UDP datagrams, so a missing or restarting exporter
 never slows or breaks a scheduler loop; with `statsd_influxdb_enabled` every tag Airflow attaches (dag_id,
@@ -265,7 +265,7 @@ ALERTS: tuple[Alert, ...] = (
     ),
 )
 
-# What an on-call person would want and cannot have, and why (also in the README).
+# What an on-call person would want and cannot have, and why (also in docs/metrics-and-alerts.md).
 NOT_VISIBLE = {
     "task log upload failing": (
         "Airflow 3.3 uploads a task's log from the task pod's supervisor after the task ends and emits no metric "
@@ -316,23 +316,24 @@ def alerts_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m components.metrics_catalog`: regenerate README.md's alert table from ALERTS."""
+    """`python -m components.metrics_catalog`: regenerate docs/metrics-and-alerts.md's alert table from ALERTS."""
     import argparse
     from pathlib import Path
 
     argparse.ArgumentParser(
         prog="python -m components.metrics_catalog",
-        description="Regenerate README.md's alert table (between <!-- alerts:begin --> and <!-- alerts:end -->) "
-        "from the alerts defined in components/metrics_catalog.py. Takes no arguments; writes README.md.",
+        description="Regenerate docs/metrics-and-alerts.md's alert table (between <!-- alerts:begin --> and "
+        "<!-- alerts:end -->) from the alerts defined in components/metrics_catalog.py. Takes no arguments; writes "
+        "docs/metrics-and-alerts.md.",
     ).parse_args(argv)
-    readme = Path(__file__).resolve().parent.parent / "README.md"
+    page = Path(__file__).resolve().parent.parent / "docs" / "metrics-and-alerts.md"
     begin, end = "<!-- alerts:begin -->", "<!-- alerts:end -->"
-    text = readme.read_text()
+    text = page.read_text()
     if begin not in text or end not in text:
-        raise SystemExit(f"README.md has no {begin} ... {end} block")
+        raise SystemExit(f"docs/metrics-and-alerts.md has no {begin} ... {end} block")
     head, rest = text.split(begin, 1)
-    readme.write_text(f"{head}{begin}\n{alerts_markdown()}\n{end}{rest.split(end, 1)[1]}")
-    print("README.md's alert table regenerated from components/metrics_catalog.py")
+    page.write_text(f"{head}{begin}\n{alerts_markdown()}\n{end}{rest.split(end, 1)[1]}")
+    print("docs/metrics-and-alerts.md's alert table regenerated from components/metrics_catalog.py")
     return 0
 
 

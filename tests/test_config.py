@@ -229,7 +229,7 @@ def test_check_passes_a_committed_stack_file():
     assert (result.returncode, result.stdout) == (0, "Pulumi.dev.yaml: ok\n"), result.stderr
 
 
-def test_pulumi_yaml_and_readme_are_generated_from_the_model():
+def test_pulumi_yaml_and_the_settings_page_are_generated_from_the_model():
     import yaml
 
     from components.config import PROJECT, config_reference_markdown, project_config_declarations
@@ -237,7 +237,7 @@ def test_pulumi_yaml_and_readme_are_generated_from_the_model():
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared == {f"{PROJECT}:{key}": value for key, value in project_config_declarations().items()}
-    assert config_reference_markdown() in (ROOT / "README.md").read_text(), "run: python -m components.config"
+    assert config_reference_markdown() in (ROOT / "docs" / "settings.md").read_text(), "run: python -m components.config"
 
 
 def test_pulumi_yaml_declares_no_key_the_engine_would_require():

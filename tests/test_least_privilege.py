@@ -373,8 +373,10 @@ def test_a_quota_that_cannot_hold_the_control_plane_and_one_task_is_refused():
     assert "quota: cannot hold the control plane" in message and "requests.cpu 2 <" in message
 
 
-def test_the_readme_shows_each_stacks_capacity():
-    assert capacity.stacks_capacity_markdown() in (ROOT / "README.md").read_text()
+def test_the_capacity_page_shows_each_stacks_capacity():
+    assert capacity.stacks_capacity_markdown() in (ROOT / "docs" / "capacity-and-cost.md").read_text(), (
+        "run: python -m components.config"
+    )
 
 
 # --- 10. smaller items -------------------------------------------------------------------------------------------
