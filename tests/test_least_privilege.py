@@ -280,7 +280,7 @@ def test_simple_auth_is_refused_on_long_lived_stacks(name):
 
 
 # local-*: the git-ignored copies (`Pulumi.local-*.yaml`) that `AIRFLOW_PLATFORM_LOCAL_STACK=local-x scripts/local-up`
-# renders, as the README shows for team-search.
+# renders, as docs/checking-and-rendering-a-stack.md shows for team-search.
 @pytest.mark.parametrize("name", ["dev", "local", "local-search", "br-feature-x-abcdef"])
 def test_dev_local_and_branch_stacks_may_use_simple_auth_and_are_not_protected(name):
     settings = parse_settings({"instance": name, "auth": {"mode": "simple"}}, stack=name)
