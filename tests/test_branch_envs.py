@@ -9,8 +9,11 @@ import pytest
 from components import kube
 from components.log_bucket_props import bucket_name_errors
 from envs import cli
-from envs.cli import StackInfo, StackMissing
+from envs.automation import StackMissing
+from envs.branch_config import TAG_BRANCH, TAG_CREATED
+from envs.listing import StackInfo
 from envs.naming import branch_instance_name, max_instance_length
+from envs.template import NAVBAR_COLOR
 from tests.harness import run_stack
 
 NASTY_BRANCHES = [
@@ -82,7 +85,7 @@ def test_branch_stack_is_dev_sized_unprotected_and_follows_its_branch():
     assert plain["s3"]["forceDestroy"] is True
     assert plain["postgres"]["instances"] == 1 and plain["postgres"]["backups"]["enabled"] is False
     assert plain["gitSync"] == {"enabled": True, "repo": REPO, "ref": "feature/JIRA-123_Big Thing"}
-    assert plain["navbarColor"] == cli.NAVBAR_COLOR
+    assert plain["navbarColor"] == NAVBAR_COLOR
     assert cli.config_problems(plain, secrets) == []
 
     run = run_stack(plain, {"s3AccessKeyId": "AKIA-BRANCH", "s3SecretAccessKey": "branch-secret"}, stack=name)
@@ -144,8 +147,8 @@ def test_config_flags_override_the_template_and_bad_ones_are_refused_before_any_
 
 def test_creation_time_tag_is_set_once():
     now = datetime(2025, 3, 1, 12, tzinfo=timezone.utc)
-    assert cli.branch_tags("feature/x", {}, now) == {cli.TAG_BRANCH: "feature/x", cli.TAG_CREATED: "2025-03-01T12:00:00Z"}
-    assert cli.branch_tags("feature/x", {cli.TAG_CREATED: "2025-01-01T00:00:00Z"}, now) == {cli.TAG_BRANCH: "feature/x"}
+    assert cli.branch_tags("feature/x", {}, now) == {TAG_BRANCH: "feature/x", TAG_CREATED: "2025-03-01T12:00:00Z"}
+    assert cli.branch_tags("feature/x", {TAG_CREATED: "2025-01-01T00:00:00Z"}, now) == {TAG_BRANCH: "feature/x"}
 
 
 # --- destroy, list, reap with a fake engine ----------------------------------------------------------------
@@ -191,7 +194,7 @@ def test_create_sets_secret_config_and_tags_through_the_engine(monkeypatch):
     stack, config, tags = engine.up_args
     assert stack == branch_instance_name("feature/x")
     assert config["airflow-platform:s3AccessKeyId"] == ("PARENT-KEY", True)
-    assert tags == {cli.TAG_BRANCH: "feature/x", cli.TAG_CREATED: "2025-06-30T12:00:00Z"}
+    assert tags == {TAG_BRANCH: "feature/x", TAG_CREATED: "2025-06-30T12:00:00Z"}
     assert "url: http://example" in lines
     assert not any("parent-secret" in line for line in lines)
 
@@ -215,10 +218,10 @@ def _envs():
     return [
         StackInfo("dev", NOW - timedelta(days=90)),
         StackInfo("prod", NOW - timedelta(days=90)),
-        StackInfo("br-fresh-aaaaaa", NOW - timedelta(hours=2), 40, tags={cli.TAG_BRANCH: "fresh", cli.TAG_CREATED: "2025-06-30T10:00:00Z"}),
+        StackInfo("br-fresh-aaaaaa", NOW - timedelta(hours=2), 40, tags={TAG_BRANCH: "fresh", TAG_CREATED: "2025-06-30T10:00:00Z"}),
         # created long ago but pushed to yesterday: in use, not idle
-        StackInfo("br-busy-bbbbbb", NOW - timedelta(days=1), 40, tags={cli.TAG_BRANCH: "busy", cli.TAG_CREATED: "2025-05-01T00:00:00Z"}),
-        StackInfo("br-stale-cccccc", NOW - timedelta(days=20), 40, tags={cli.TAG_BRANCH: "stale", cli.TAG_CREATED: "2025-06-01T00:00:00Z"}),
+        StackInfo("br-busy-bbbbbb", NOW - timedelta(days=1), 40, tags={TAG_BRANCH: "busy", TAG_CREATED: "2025-05-01T00:00:00Z"}),
+        StackInfo("br-stale-cccccc", NOW - timedelta(days=20), 40, tags={TAG_BRANCH: "stale", TAG_CREATED: "2025-06-01T00:00:00Z"}),
         # no tags (backend without tag support): the last update decides; naive times are UTC
         StackInfo("organization/airflow-platform/br-untagged-dddddd", datetime(2025, 6, 1), 40),
     ]

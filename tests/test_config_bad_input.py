@@ -666,7 +666,7 @@ def test_a_stack_file_that_is_not_a_mapping_is_one_problem(tmp_path, text):
 
 
 def _env_cases():
-    from envs.cli import SECRET_ENV
+    from envs.branch_config import SECRET_ENV
 
     return [("AIRFLOW_DAGS_REPO", "gitSync.repo"), *((var, key) for key, var in SECRET_ENV.items())]
 
@@ -678,7 +678,7 @@ def _env_cases():
 def test_a_hostile_environment_variable_is_a_config_problem_by_name(variable, key, value):
     """`python -m envs` reads AIRFLOW_DAGS_REPO and the AIRFLOW_PLATFORM_* secrets into a branch stack's config
     and checks it with the model before any engine runs: a bad value is a problem naming the key it feeds."""
-    from envs.cli import SECRET_ENV, branch_config, config_problems
+    from envs.branch_config import SECRET_ENV, branch_config, config_problems
 
     # Every other variable set and valid (one git credential only), so that only this one can be wrong.
     env = {var: f"valid-{var}" for key_, var in SECRET_ENV.items() if key_ != "gitSyncSshKey"}
