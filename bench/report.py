@@ -132,7 +132,7 @@ def write(r: dict, out: Path) -> None:
             f"{s['declared_gib']:.2f} | {s['limits_cpu']:.2f} / {s['limits_gib']:.2f} | {s['containers']} ({s['defaulted']}) | "
             f"{s['kubernetes_objects']} ({s['pulumi_resources']}) | {s['monthly_cost']:.2f} {s['currency']} | "
             f"{'yes' if s['agrees_with_objects'] else '**no**'} |")
-    lines += ["", "Before issue 10 sized PgBouncer and the Barman sidecar (same calculator, at a29528f):", ""]
+    lines += ["", "Before PgBouncer and the Barman sidecar were given their own requests (same calculator, at a29528f):", ""]
     for label, (cpu, gib, dcpu, dgib) in BEFORE.items():
         lines.append(f"- {label}: {cpu:.2f} vCPU / {gib:.2f} GiB everything counted ({dcpu:.2f} / {dgib:.2f} as written)")
     if "rendered" in r:
@@ -140,7 +140,7 @@ def write(r: dict, out: Path) -> None:
         lines.append(f"- engine-rendered `local` stack ({x['objects']} YAML objects): {x['rendered'][0]:.2f} vCPU / "
                      f"{x['rendered'][1]:.2f} GiB counted from the YAML, {x['computed'][0]:.2f} / {x['computed'][1]:.2f} "
                      "from its settings")
-    lines += ["", "For comparison (quoted in issue 11, not measured here):", ""]
+    lines += ["", "For comparison (published figures, not measured here):", ""]
     lines += [f"- {name}: {figure}" for name, figure in REFERENCES]
     lines += ["", "Per workload (requests, vCPU / GiB):", "", "| workload | " + " | ".join(ORDER) + " |",
               "| --- |" + " --- |" * len(ORDER)]
@@ -173,7 +173,7 @@ def write(r: dict, out: Path) -> None:
         lines += [f"| {c['kind']} | {c['commit']} | {c['seconds'] // 60} min {c['seconds'] % 60:02d} s | {c['exit']} | "
                   f"{c['pytest']} | {c['when']} | {c['load_after']} |" for c in ci_runs]
         lines.append("")
-    lines += ["![results](results.png)", ""]
+    lines += ["`python -m bench` also draws these figures into `results.png`, which is not committed.", ""]
     (out / "results.md").write_text("\n".join(lines))
     plot(r, out / "results.png")
 

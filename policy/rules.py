@@ -256,8 +256,8 @@ STATEFUL_TYPES = {
     "kubernetes:core/v1:Namespace": "the namespace holding the database",
 }
 # The only stacks whose data may be thrown away: a developer's `dev` and `local`, the `local-<name>` copies of a
-# stack that scripts/local-up renders (`Pulumi.local-*.yaml`, git-ignored; README: "Checking and rendering a stack
-# without a cluster"), and branch environments (`br-<slug>-<hash>`, named by envs/naming.py from this prefix).
+# stack that scripts/local-up renders (`Pulumi.local-*.yaml`, git-ignored; docs/checking-and-rendering-a-stack.md),
+# and branch environments (`br-<slug>-<hash>`, named by envs/naming.py from this prefix).
 # A team's stack is as precious as prod.
 DISPOSABLE_STACKS = ("dev", "local")
 LOCAL_STACK_PREFIX = "local-"

@@ -143,8 +143,8 @@ def test_up_renders_every_object_with_its_namespace_and_creates_the_bucket(insta
 
 def test_the_kubectl_command_local_up_prints_applies_the_rendered_folder_in_one_pass(instance, kube_api,
                                                                                    kube_apiserver_kubeconfig):
-    # A first user's apply failed: the command named the empty 0-crd/ folder, and in file-name order the
-    # Namespace comes after most objects inside it. The stack is a `local-*` copy, as the README makes one.
+    # The command must name a folder that holds the objects, and in file-name order the Namespace would come
+    # after most objects inside it. The stack is a `local-*` copy, as docs/checking-and-rendering-a-stack.md makes one.
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("no kubectl on PATH to run the printed command with")
