@@ -216,7 +216,17 @@ def test_the_log_connection_retries_long_enough_for_a_task_pod_to_outlast_a_stor
         config = Config(**connections["s3_logs"]["extra"]["config_kwargs"])  # what the Amazon provider builds
         return config.retries
 
-    assert retries({}) == {"mode": "standard", "total_max_attempts": 10}
+    def typical_window(attempts: int) -> float:
+        """Seconds botocore's standard mode waits between the attempts, each wait at its median."""
+        from botocore.retries.standard import ExponentialBackoff, RetryContext
+
+        backoff = ExponentialBackoff(random=lambda: 0.5)
+        return sum(backoff.delay_amount(RetryContext(attempt_number=n, caught_exception=ConnectionError()))
+                   for n in range(1, attempts))
+
+    assert retries({})["mode"] == "standard"
+    # The test node lost a log to a 25-second outage with 10 attempts (13 s of waiting in the median).
+    assert typical_window(retries({})["total_max_attempts"]) > 90
     assert retries({"s3": {"logUploadAttempts": 3}})["total_max_attempts"] == 3
 
 
