@@ -1,6 +1,6 @@
-"""A real MIT KDC on loopback, for the Kerberos tests: its own realm database, config and port in a temp dir.
+"""A real MIT KDC on loopback (or on the test node's bridge, where pods reach it), for the Kerberos tests: its own realm database, config and port in a temp dir.
 
-`krb5kdc` runs in the foreground (`-n`) on a random 127.0.0.1 port, TCP and UDP, and is stopped when the
+`krb5kdc` runs in the foreground (`-n`) on a random port of its address, TCP and UDP, and is stopped when the
 fixture ends. Principals are added and keytabs exported with `kadmin.local`, which works on the database
 directly, so no kadmind is needed. Every wait is bounded. Tickets are short-lived on purpose (`max_life`):
 the tests watch a ticket expire and a renewer keep it fresh within seconds, not hours.
@@ -32,23 +32,24 @@ def _tool(name: str) -> str:
     return shutil.which(name, path=search) or name
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return sock.getsockname()[1]
 
 
 class Kdc:
-    def __init__(self, root: Path, realm: str = REALM, max_life: str = "30s", max_renewable_life: str = "1h"):
-        self.root, self.realm = root, realm
-        self.port = free_port()
+    def __init__(self, root: Path, realm: str = REALM, max_life: str = "30s", max_renewable_life: str = "1h",
+                 address: str = "127.0.0.1"):
+        self.root, self.realm, self.address = root, realm, address
+        self.port = free_port(address)
         self.kdc_conf = root / "kdc.conf"
         # A minimal client krb5.conf for the fixture's own tools; the tests use the one the stack renders.
         self.krb5_conf = root / "krb5.conf"
         self.kdc_conf.write_text(
             f"""[kdcdefaults]
-  kdc_listen = 127.0.0.1:{self.port}
-  kdc_tcp_listen = 127.0.0.1:{self.port}
+  kdc_listen = {address}:{self.port}
+  kdc_tcp_listen = {address}:{self.port}
 
 [realms]
   {realm} = {{
@@ -73,7 +74,7 @@ class Kdc:
 
 [realms]
   {realm} = {{
-    kdc = 127.0.0.1:{self.port}
+    kdc = {address}:{self.port}
   }}
 """
         )
@@ -83,7 +84,7 @@ class Kdc:
 
     @property
     def kdc_address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def _run(self, *command: str, timeout: int = 30) -> str:
         result = subprocess.run(
@@ -106,12 +107,12 @@ class Kdc:
             if self.process.poll() is not None:
                 raise RuntimeError(f"krb5kdc exited with {self.process.returncode}:\n{self.log()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection((self.address, self.port), timeout=1).close()
                 return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"krb5kdc did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT}s:\n{self.log()}")
+        raise RuntimeError(f"krb5kdc did not listen on {self.kdc_address} within {START_TIMEOUT}s:\n{self.log()}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

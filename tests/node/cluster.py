@@ -38,10 +38,13 @@ CNPG_NAMESPACE = "cnpg-system"
 # The storage class the volumes are offered under; the default one, as on a managed cluster.
 STORAGE_CLASS = "node-local"
 VOLUMES = 8
+SHARED_STORAGE_CLASS = "node-shared"
+SHARED_VOLUMES = 2
 VOLUME_SIZE = "20Gi"
 READY_TIMEOUT = 120
 # CloudNativePG runs PostgreSQL as 26:26; a volume's root must be writable by it.
 POSTGRES_UID = 26
+AIRFLOW_UID = 50000
 
 
 class Node:
@@ -341,27 +344,34 @@ state = "{w}/containerd/state"
         return any(e.get("conditions", {}).get("ready") is True for s in slices for e in s.get("endpoints") or [])
 
     def _offer_volumes(self) -> None:
-        """A default StorageClass and pre-made volumes under it: what a PersistentVolumeClaim of the database
-        binds to, as a provisioner would have made them."""
-        self.api.ensure({
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": STORAGE_CLASS,
-                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate",
-            "reclaimPolicy": "Retain",
-        })
-        for index in range(VOLUMES):
-            path = self.work / "volumes" / f"pv{index}"
-            path.mkdir(parents=True)
-            os.chown(path, POSTGRES_UID, POSTGRES_UID)
+        """Two StorageClasses and pre-made volumes under each, as a provisioner would have made them: the
+        default one's volumes are what the database's PersistentVolumeClaims bind to (owned by PostgreSQL's
+        user), the shared one's are ReadWriteMany (a cephfs stands in) for the Kerberos ticket cache, which
+        Airflow's user writes and its group reads."""
+        for name, access, owner, mode, count, default in (
+            (STORAGE_CLASS, "ReadWriteOnce", (POSTGRES_UID, POSTGRES_UID), 0o755, VOLUMES, True),
+            (SHARED_STORAGE_CLASS, "ReadWriteMany", (AIRFLOW_UID, 0), 0o770, SHARED_VOLUMES, False),
+        ):
             self.api.ensure({
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"node-pv{index}"},
-                "spec": {
-                    "capacity": {"storage": VOLUME_SIZE}, "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": STORAGE_CLASS, "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {"path": str(path), "type": "Directory"},
-                },
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": name,
+                             "annotations": {"storageclass.kubernetes.io/is-default-class": str(default).lower()}},
+                "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate",
+                "reclaimPolicy": "Retain",
             })
+            for index in range(count):
+                path = self.work / "volumes" / f"{name}-{index}"
+                path.mkdir(parents=True)
+                os.chown(path, *owner)
+                path.chmod(mode)
+                self.api.ensure({
+                    "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{name}-{index}"},
+                    "spec": {
+                        "capacity": {"storage": VOLUME_SIZE}, "accessModes": [access],
+                        "storageClassName": name, "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": str(path), "type": "Directory"},
+                    },
+                })
 
     def _start_operator(self) -> None:
         """CloudNativePG as a host process: its CRDs, its namespace, its webhooks registered by URL (it serves

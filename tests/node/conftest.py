@@ -1,7 +1,8 @@
 """The test node (tests/node/cluster.py) for every test in this folder: started once, torn down after the
 folder's last test, and the teardown fails the run if it left anything on the host. On it, one instance of the
 program (a branch-like stack, `deployed`) serves every module that needs Airflow running: the instance's own
-tests, then the NetworkPolicy paths, then the faults; destroying it comes last."""
+tests, then the NetworkPolicy paths, then the faults, then an update that turns Kerberos on; destroying it
+comes last."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def node():
 
 
 # Modules in the order they use the one instance: what breaks things runs after what observes them.
-MODULE_ORDER = ("test_cluster", "test_images", "test_instance", "test_network_policies", "test_faults")
+MODULE_ORDER = ("test_cluster", "test_images", "test_instance", "test_network_policies", "test_faults",
+                "test_kerberos")
 
 
 def pytest_collection_modifyitems(items):
@@ -79,11 +81,17 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="package")
-def s3_on_bridge(node):
+def s3_server(node):
+    """The S3 endpoint on the node's bridge, which a fault test may take down and bring back."""
     from tests.node.instance import S3OnBridge
 
-    with S3OnBridge() as url:
-        yield url
+    with S3OnBridge() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def s3_on_bridge(s3_server):
+    return s3_server.url
 
 
 @pytest.fixture(scope="package")

@@ -68,9 +68,27 @@ def node_paths():
     probe_from_a_task_pod()
 
 
+@dag(dag_id="node_kerberos", schedule=None, start_date=datetime(2024, 1, 1), catchup=False)
+def node_kerberos():
+    @task
+    def use_the_instance_ticket():
+        import os
+        import subprocess
+
+        from airflow.sdk import get_current_context
+
+        print("keytab mounted:", any(os.path.exists(p) for p in ("/etc/airflow-keytab", "/etc/airflow-api-keytab")))
+        for command in (["klist"], ["kvno", get_current_context()["dag_run"].conf["service"]]):
+            done = subprocess.run(command, capture_output=True, text=True)
+            print(f"{command[0]} exit {done.returncode}:", done.stdout, done.stderr, flush=True)
+
+    use_the_instance_ticket()
+
+
 node_smoke()
 node_long()
 node_paths()
+node_kerberos()
 '''
 
 
@@ -91,18 +109,27 @@ class GitServer:
         subprocess.run([*git, "-C", str(source), "commit", "-qm", "DAGs for the node test"], check=True)
         served.mkdir()
         subprocess.run(["git", "clone", "-q", "--bare", str(source), str(served / "dags.git")], check=True)
-        (port,) = _free_ports(1)
-        self.process = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", f"--listen={host.NODE_IP}", f"--port={port}", "--export-all",
-             f"--base-path={served}", str(served)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        url = f"git://{host.NODE_IP}:{port}/dags.git"
-        while subprocess.run(["git", "ls-remote", url], capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline and self.process.poll() is None, "git daemon did not start"
-            time.sleep(0.2)
-        return url
+        # A port found free can be taken before git binds it (the S3 server on the same address asks the kernel
+        # for any port), and then git exits at once: try another. ls-remote has a timeout because a port taken
+        # by an HTTP server accepts the connection and never answers git's protocol.
+        for _ in range(5):
+            (port,) = _free_ports(1)
+            self.process = subprocess.Popen(
+                ["git", "daemon", "--reuseaddr", f"--listen={host.NODE_IP}", f"--port={port}", "--export-all",
+                 f"--base-path={served}", str(served)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            url = f"git://{host.NODE_IP}:{port}/dags.git"
+            deadline = time.monotonic() + 20
+            while self.process.poll() is None and time.monotonic() < deadline:
+                try:
+                    if subprocess.run(["git", "ls-remote", url], capture_output=True, timeout=5).returncode == 0:
+                        return url
+                except subprocess.TimeoutExpired:
+                    pass
+                time.sleep(0.2)
+            stop_process(self.process, grace=1)
+        raise AssertionError("git daemon did not start on any of five ports")
 
     def stop(self) -> None:
         if self.process:
@@ -229,15 +256,29 @@ def open_branch_stack(name: str, kubeconfig: Path, s3_url: str, dag_repo: str, w
 
 
 class S3OnBridge:
-    """moto's server on the node's bridge address: the engine provisions the bucket there, pods write there."""
+    """moto's server on the node's bridge address: the engine provisions the bucket there, pods write there.
 
-    def __enter__(self) -> str:
+    `down()` stops the endpoint and `up()` brings it back on the same address with the same objects (moto keeps
+    its buckets in this process, not in the server), as a store's outage would."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.server = None
+
+    def up(self) -> str:
         from moto.server import ThreadedMotoServer
 
-        self.server = ThreadedMotoServer(ip_address=host.NODE_IP, port=0)
+        self.server = ThreadedMotoServer(ip_address=host.NODE_IP, port=self.port)
         self.server.start()
-        address, port = self.server.get_host_and_port()
-        return f"http://{address}:{port}"
+        address, self.port = self.server.get_host_and_port()
+        return f"http://{address}:{self.port}"
+
+    def down(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> S3OnBridge:
+        self.url = self.up()
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.server.stop()
+        self.down()

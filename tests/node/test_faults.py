@@ -7,17 +7,25 @@ committed is lost.
 - The PostgreSQL instance's pod is killed mid-task: CloudNativePG brings it back on the same volume, Airflow
   reconnects through PgBouncer, the run ends in success, and every DAG run and task instance row counted before
   the fault is still there after it.
+- The S3 endpoint goes down while a task finishes: the task's state is set through the Execution API, which
+  does not need the store, so it is right at once; the pod keeps retrying its log upload (the log connection's
+  `s3.logUploadAttempts`) and the log lands in the bucket once the endpoint is back.
+- The namespace's quota is full when a task is queued: the scheduler's pod creation is refused ("exceeded
+  quota"), it says so in its log and keeps the task queued, and the task runs, on its first try, once room
+  frees up.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
+import boto3
 import pytest
 
 from components import kube
-from tests.node.instance import items
+from tests.node.instance import ACCESS_KEY, SECRET_KEY, items
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +113,84 @@ def test_the_database_pod_killed_mid_task_comes_back_with_every_row(node, deploy
     print(f"\ndatabase pod killed: a new one was ready {back:.0f}s later; rows before {before}, after {after}")
     assert all(after[table] >= count for table, count in before.items()), (before, after)
     assert _nothing_left_running(airflow) == []
+
+
+def _task_pods(node, namespace: str, dag_id: str, run_id: str) -> list[dict]:
+    """The run's task pods (the executor's labels sanitise the run id; its annotation keeps it whole)."""
+    return [p for p in _pods(node, namespace, f"dag_id={dag_id}")
+            if p["metadata"].get("annotations", {}).get("run_id") == run_id]
+
+
+def _log_keys(s3_url: str, bucket: str, run_id: str) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                      region_name="us-east-1")
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if run_id in o["Key"]]
+
+
+def test_the_store_down_while_a_task_finishes_loses_neither_its_state_nor_its_log(node, deployed, airflow, s3_server):
+    _, up, _ = deployed
+    namespace, bucket = up.outputs["namespace"].value, up.outputs["log_bucket"].value
+    run_id = _start_long_run(airflow)
+    started = time.monotonic()
+    while "tick 35" not in airflow.log(LONG_DAG, run_id, LONG_TASK):  # read from the running pod, not S3
+        assert time.monotonic() - started < 120, "the long task did not reach tick 35"
+        time.sleep(1)
+    s3_server.down()
+    try:
+        # The state goes to the Execution API, which does not need the store.
+        assert airflow.run_to_end(LONG_DAG, run_id, timeout=120) == "success"
+        down_since = time.monotonic()
+        # The pod is still there, holding the log it could not upload yet.
+        task_pods = _task_pods(node, namespace, LONG_DAG, run_id)
+        assert [p["status"]["phase"] for p in task_pods] == ["Running"], [p["status"]["phase"] for p in task_pods]
+        waiting_pod = task_pods[0]["metadata"]["name"]
+        time.sleep(max(0.0, 15 - (time.monotonic() - down_since)))  # an outage of 15 s after the task ended
+    finally:
+        s3_server.up()
+    back = time.monotonic()
+    deadline = back + 180
+    while not (keys := _log_keys(s3_server.url, bucket, run_id)):
+        if time.monotonic() > deadline:
+            said = subprocess.run(["kubectl", "--kubeconfig", str(node.kubeconfig()), "logs", "-n", namespace,
+                                   waiting_pod, "--tail=30"], capture_output=True, text=True)
+            pytest.fail(f"the log never reached the bucket; pod {waiting_pod} said:\n{said.stdout}{said.stderr}")
+        time.sleep(2)
+    landed = time.monotonic() - back
+    log = airflow.uploaded_log(LONG_DAG, run_id, LONG_TASK, "tick 44")
+    print(f"\nS3 down {back - down_since:.0f}s after the task ended: the log landed {landed:.0f}s after it came back: {keys}")
+    assert "tick 0" in log and "tick 44" in log
+    assert _nothing_left_running(airflow) == []
+
+
+def _quota(node, namespace: str) -> dict:
+    (quota,) = items(node.api, f"/api/v1/namespaces/{namespace}/resourcequotas")
+    return quota
+
+
+def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, deployed, airflow):
+    _, up, _ = deployed
+    namespace = up.outputs["namespace"].value
+    airflow.wait_for_dag("node_smoke")
+    quota = _quota(node, namespace)
+    name, hard = quota["metadata"]["name"], quota["spec"]["hard"]
+    # Full: what runs now is all the CPU the namespace may request.
+    full = {**hard, "requests.cpu": quota["status"]["used"]["requests.cpu"]}
+    _kubectl(node, "patch", "resourcequota", "-n", namespace, name, "--type=merge", "-p", json.dumps({"spec": {"hard": full}}))
+    (scheduler,) = _pods(node, namespace, "app.kubernetes.io/component=scheduler")
+    try:
+        run_id = airflow.trigger("node_smoke")
+        deadline = time.monotonic() + 120
+        while (refusals := _kubectl(node, "logs", "-n", namespace, scheduler["metadata"]["name"], "-c", "scheduler",
+                                    "--since=5m").count("exceeded quota")) < 3:
+            assert time.monotonic() < deadline, "the scheduler never said the quota refused the pod"
+            time.sleep(2)
+        state = airflow.task_instance("node_smoke", run_id, "hello").get("state")
+        assert state == "queued", state  # waiting, neither failed nor given up
+        assert _task_pods(node, namespace, "node_smoke", run_id) == []
+        refused_at = time.monotonic()
+    finally:
+        _kubectl(node, "patch", "resourcequota", "-n", namespace, name, "--type=merge", "-p", json.dumps({"spec": {"hard": hard}}))
+    assert airflow.run_to_end("node_smoke", run_id, timeout=180) == "success"
+    print(f"\nquota full: {refusals} refusals in the scheduler's log; success {time.monotonic() - refused_at:.0f}s after room freed")
+    assert airflow.task_instance("node_smoke", run_id, "hello")["try_number"] == 1
+    assert _quota(node, namespace)["spec"]["hard"] == hard
