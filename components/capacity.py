@@ -168,7 +168,7 @@ def capacity_table(stacks: dict[str, Settings]) -> str:
     return "\n".join(rows)
 
 
-def stacks_capacity_markdown() -> str:
+def stacks_capacity_markdown(root=None) -> str:
     """`capacity_table` for the committed stack files (`Pulumi.<stack>.yaml`), as docs/capacity-and-cost.md shows it."""
     from pathlib import Path
 
@@ -178,7 +178,7 @@ def stacks_capacity_markdown() -> str:
 
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    root = root or Path(__file__).resolve().parent.parent
     # Committed stacks only: local tools leave git-ignored stack files beside them (Pulumi.local.yaml, br-*).
     listed = subprocess.run(["git", "ls-files", "Pulumi.*.yaml"], cwd=root, capture_output=True, text=True)
     paths = [root / name for name in listed.stdout.split()] if listed.returncode == 0 else root.glob("Pulumi.*.yaml")

@@ -8,8 +8,8 @@ error message, repr or log line can print them, and `secret_output` turns them i
 All problems are gathered into ONE `ConfigError` that names every bad key, its value and what is allowed,
 raised before any resource is registered.
 
-`python -m components.config` regenerates the `config:` block of `Pulumi.yaml` and the table of keys in
-docs/settings.md from this model, so the documentation cannot drift from the code; `python -m components.config check
+scripts/gen-docs regenerates the `config:` block of `Pulumi.yaml` and the table of keys in docs/settings.md
+from this model, so the documentation cannot drift from the code; `python -m components.config check
 [<stack>...]` checks stack files with this model, without the engine (components/stack_config.py).
 
 The model's value types are in components/config_rules.py and its sections in components/config_sections.py;
@@ -552,18 +552,26 @@ def config_reference_markdown() -> str:
     return "\n".join(rows)
 
 
+def pulumi_yaml(text: str) -> str:
+    """The project file `text` with its `config:` block declaring what `project_config_declarations` says."""
+    import yaml
+
+    project = yaml.safe_load(text)
+    project["config"] = {f"{PROJECT}:{k}": v for k, v in project_config_declarations().items()}
+    return yaml.safe_dump(project, sort_keys=False, width=110)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m components.config`: regenerate what is generated from the model; `... check`: read stack files."""
+    """`python -m components.config check`: read stack files."""
     import argparse
     from pathlib import Path
 
     parser = argparse.ArgumentParser(
         prog="python -m components.config",
-        description="With no command: regenerate the config declarations in Pulumi.yaml, the config reference in "
-        "docs/settings.md and the capacity table in docs/capacity-and-cost.md from the settings model (writes the "
-        "three files).",
+        description="Check stack files with the settings model. scripts/gen-docs regenerates what is generated "
+        "from the model (Pulumi.yaml's config declarations and the tables of docs/).",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{check}")
+    commands = parser.add_subparsers(dest="command", metavar="{check}", required=True)
     check_cmd = commands.add_parser(
         "check", help="report what `pulumi up` would refuse in stack files, writing nothing (exit 1 on a problem)",
         description="Report what `pulumi up` would refuse in each stack file, writing nothing (exit 1 on a problem).",
@@ -572,33 +580,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="a stack name or a Pulumi.<stack>.yaml path (default: every Pulumi.*.yaml)")
     arguments = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
-    if arguments.command == "check":
-        from components.stack_config import check
+    from components.stack_config import check
 
-        return check(arguments.stacks, root)
-    _regenerate(root)
-    return 0
-
-
-def _regenerate(root) -> None:
-    import yaml
-
-    project_file = root / "Pulumi.yaml"
-    project = yaml.safe_load(project_file.read_text())
-    project["config"] = {f"{PROJECT}:{k}": v for k, v in project_config_declarations().items()}
-    project_file.write_text(yaml.safe_dump(project, sort_keys=False, width=110))
-    from components.capacity import stacks_capacity_markdown
-
-    for page, name, table in (
-        (root / "docs" / "settings.md", "config-reference", config_reference_markdown()),
-        (root / "docs" / "capacity-and-cost.md", "capacity", stacks_capacity_markdown()),
-    ):
-        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-        text = page.read_text()
-        if begin in text and end in text:
-            head, rest = text.split(begin, 1)
-            page.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
-    print("Pulumi.yaml, docs/settings.md and docs/capacity-and-cost.md regenerated from components/config.py")
+    return check(arguments.stacks, root)
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def test_pulumi_yaml_and_the_settings_page_are_generated_from_the_model():
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared == {f"{PROJECT}:{key}": value for key, value in project_config_declarations().items()}
-    assert config_reference_markdown() in (ROOT / "docs" / "settings.md").read_text(), "run: python -m components.config"
+    assert config_reference_markdown() in (ROOT / "docs" / "settings.md").read_text(), "run: scripts/gen-docs"
 
 
 def test_pulumi_yaml_declares_no_key_the_engine_would_require():

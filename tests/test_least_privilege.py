@@ -375,7 +375,7 @@ def test_a_quota_that_cannot_hold_the_control_plane_and_one_task_is_refused():
 
 def test_the_capacity_page_shows_each_stacks_capacity():
     assert capacity.stacks_capacity_markdown() in (ROOT / "docs" / "capacity-and-cost.md").read_text(), (
-        "run: python -m components.config"
+        "run: scripts/gen-docs"
     )
 
 
