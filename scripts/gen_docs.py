@@ -2,7 +2,7 @@
 cannot drift from it:
 
 - Pulumi.yaml's `config:` block and docs/settings.md's table of keys, from the settings model
-  (components/config.py);
+  (components/settings/docs.py);
 - docs/capacity-and-cost.md's capacity table, from the committed stack files read through the model;
 - docs/metrics-and-alerts.md's alert table, from components/metrics_catalog.py.
 
@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as `python scripts/gen_docs.py`: the program's packages are at the root
 
-from components import capacity, config, metrics_catalog  # noqa: E402
+from components import metrics_catalog  # noqa: E402
+from components.settings import docs  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,11 +47,11 @@ def with_table(text: str, name: str, table: str, page: str) -> str:
 def generated(root: Path) -> dict[str, str]:
     """Each generated file, relative to `root`, with the text it must have."""
     tables = {
-        "docs/settings.md": ("config-reference", config.config_reference_markdown()),
-        "docs/capacity-and-cost.md": ("capacity", capacity.stacks_capacity_markdown(root=root)),
+        "docs/settings.md": ("config-reference", docs.config_reference_markdown()),
+        "docs/capacity-and-cost.md": ("capacity", docs.stacks_capacity_markdown(root=root)),
         "docs/metrics-and-alerts.md": ("alerts", metrics_catalog.alerts_markdown()),
     }
-    files = {"Pulumi.yaml": config.pulumi_yaml((root / "Pulumi.yaml").read_text())}
+    files = {"Pulumi.yaml": docs.pulumi_yaml((root / "Pulumi.yaml").read_text())}
     for page, (name, table) in tables.items():
         files[page] = with_table(text=(root / page).read_text(), name=name, table=table, page=page)
     return files

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from components import metrics_catalog
-from components.config import ConfigError, parse_settings
+from components.settings import ConfigError, parse_settings
 from components.metrics_catalog import ALERTS, EXPORTER_IMAGE, EXPORTER_VERSION, STATSD_MAPPING
 from tests.harness import ROOT, run_stack
 
