@@ -42,7 +42,7 @@ from components.airflow_settings import (
     base_url,
     fernet_key_from,
 )
-from components.config import Settings, secret_output
+from components.settings import Settings, secret_output
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TRIGGERER
 
 

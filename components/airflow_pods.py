@@ -24,7 +24,7 @@ from components.airflow_settings import (
     SIMPLE_AUTH_PASSWORDS,
     WEBSERVER_DIR,
 )
-from components.config import Settings
+from components.settings import Settings
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
 # Who holds the instance's ticket (never its keytab). The triggerer runs deferrable operators' triggers against

@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 from components import airflow_auth, kube, metrics_catalog
-from components.config import Settings
+from components.settings import Settings
 from components.metrics import exporter_host
 
 if TYPE_CHECKING:

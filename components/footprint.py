@@ -14,7 +14,7 @@ request and limit at admission. CloudNativePG's Pooler pods and the Barman Cloud
 until their specs sized them (a quarter of dev's requests came from the defaults); `from_manifests` still
 applies the rule, so a container that loses its size shows up in the cross-check.
 
-`components.capacity` answers a different question with the same sizes: what the ResourceQuota must hold
+`components.settings.capacity` answers a different question with the same sizes: what the ResourceQuota must hold
 (surge pods of a rolling update, the migration and clean-up Jobs, concurrent task pods). This is the steady state.
 """
 
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from components import kube
-from components.config import Settings, cpu_cores, memory_bytes
+from components.settings import Settings
+from components.settings.rules import cpu_cores, memory_bytes
 
 GIB = 2**30
 HOURS_PER_MONTH = 730  # what cloud price lists use

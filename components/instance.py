@@ -21,10 +21,8 @@ which defaults to it.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import capacity, restore_source
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs
 from components.airflow_pods import KerberosMounts
-from components.config import load_settings, secret_output
 from components.footprint import stack_outputs
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
 from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
@@ -32,6 +30,7 @@ from components.log_bucket import LogBucket, LogBucketArgs
 from components.metrics import Metrics, MetricsArgs
 from components.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from components.postgres_cluster import BackupDestination, PostgresCluster, PostgresClusterArgs
+from components.settings import capacity, load_settings, restore_source, secret_output
 from components.worker_rbac import KERBEROS, WorkerRBAC, WorkerRBACArgs
 
 

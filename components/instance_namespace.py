@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import LimitRangeSettings
+from components.settings.namespace_sections import LimitRangeSettings
 
 POD_SECURITY_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
@@ -30,7 +30,7 @@ class InstanceNamespaceArgs:
     # False: the namespace exists already (made by a platform team); we only place objects in it.
     create: bool = True
     team: str | None = None
-    # The ResourceQuota's `hard` amounts (components.capacity sizes them); None: no quota.
+    # The ResourceQuota's `hard` amounts (components.settings.capacity sizes them); None: no quota.
     quota: dict[str, str] | None = None
     limit_range: LimitRangeSettings | None = None
 

@@ -14,7 +14,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import KerberosSettings, PlacementSettings
+from components.settings.namespace_sections import PlacementSettings
+from components.settings.sections import KerberosSettings
 
 COMPONENT = "kerberos"
 KEYTAB_DIR = "/etc/airflow-keytab"

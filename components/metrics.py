@@ -20,7 +20,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kube, metrics_catalog
-from components.config import MetricsSettings, PlacementSettings, Settings
+from components.settings import Settings
+from components.settings.namespace_sections import MetricsSettings, PlacementSettings
 from components.metrics_catalog import (
     EXPORTER_UID,
     METRICS_PORT,

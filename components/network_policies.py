@@ -33,7 +33,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube, metrics_catalog
-from components.config import NetworkSettings
+from components.settings.namespace_sections import NetworkSettings
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
 # The components that talk to the database: the four long-running ones, the migration Job and the clean-up

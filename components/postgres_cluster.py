@@ -24,8 +24,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import images, kube
-from components.config import PlacementSettings, PostgresSettings
-from components.restore_source import RestoreSource
+from components.settings.namespace_sections import PlacementSettings
+from components.settings.restore_source import RestoreSource
+from components.settings.sections import PostgresSettings
 
 DATABASE = "airflow"
 OWNER = "airflow"
@@ -59,7 +60,7 @@ class PostgresClusterArgs:
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     external_uri: pulumi.Input[str] | None = None
     backup: BackupDestination | None = None
-    # Bootstrap from these backups instead of an empty database (components/restore_source.py).
+    # Bootstrap from these backups instead of an empty database (components/settings/restore_source.py).
     restore: RestoreSource | None = None
 
 

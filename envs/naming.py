@@ -17,7 +17,7 @@ import re
 import unicodedata
 
 from components import kube
-from components.config import Settings
+from components.settings import Settings
 from components.log_bucket_props import bucket_name_errors
 
 PREFIX = "br-"
