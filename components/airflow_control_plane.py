@@ -33,7 +33,7 @@ import pulumi_random as random
 import yaml
 
 from components import airflow_auth, git_sync, kube
-from components.airflow_pods import SECRETS_OF, AirflowPods, KerberosMounts, Part
+from components.airflow_pods import SECRETS_OF, AirflowPods, Part
 from components.airflow_settings import (
     DATABASE_URL_KEY,
     SIMPLE_AUTH_PASSWORDS,
@@ -43,6 +43,7 @@ from components.airflow_settings import (
     fernet_key_from,
 )
 from components.config import Settings, secret_output
+from components.kerberos_keytab import KerberosMounts
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TRIGGERER
 
 

@@ -8,7 +8,7 @@ component gets which secret and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi_kubernetes as k8s
 
@@ -25,6 +25,7 @@ from components.airflow_settings import (
     WEBSERVER_DIR,
 )
 from components.config import Settings
+from components.kerberos_keytab import KerberosMounts
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
 # Who holds the instance's ticket (never its keytab). The triggerer runs deferrable operators' triggers against
@@ -40,23 +41,6 @@ SECRETS_OF = {
     DAG_PROCESSOR: ("secrets",),
     TRIGGERER: ("secrets",),
 }
-
-
-@dataclass
-class KerberosMounts:
-    """What KerberosKeytab hands to consumers of the ticket."""
-
-    volumes: list[k8s.core.v1.VolumeArgs]
-    volume_mounts: list[k8s.core.v1.VolumeMountArgs]
-    env: list[k8s.core.v1.EnvVarArgs]
-    principal: str
-    ccache_path: str
-    # Kerberos on the REST API (kerberos.apiAuth): the HTTP service keytab, for the api-server only.
-    api_volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
-    api_volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
-    api_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
-    # (Secret, its data): the api-server's config checksum covers the keytab too.
-    api_keytab: tuple | None = None
 
 
 @dataclass

@@ -23,11 +23,10 @@ import pulumi_kubernetes as k8s
 
 from components import capacity, restore_source
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs
-from components.airflow_pods import KerberosMounts
 from components.config import load_settings, secret_output
 from components.footprint import stack_outputs
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
-from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
+from components.kerberos_keytab import KerberosKeytab, KerberosKeytabArgs
 from components.log_bucket import LogBucket, LogBucketArgs
 from components.metrics import Metrics, MetricsArgs
 from components.network_policies import NetworkPolicies, NetworkPoliciesArgs
@@ -145,17 +144,7 @@ def airflow_instance() -> None:
             ),
             opts=on_cluster,
         )
-        kerberos_mounts = KerberosMounts(
-            volumes=kerberos.volumes,
-            volume_mounts=kerberos.volume_mounts,
-            env=kerberos.env,
-            principal=settings.kerberos.principal,
-            ccache_path=CCACHE_PATH,
-            api_volumes=kerberos.api_volumes,
-            api_volume_mounts=kerberos.api_volume_mounts,
-            api_env=kerberos.api_env,
-            api_keytab=(kerberos.api_keytab_secret, kerberos.api_keytab_data) if kerberos.api_keytab_secret else None,
-        )
+        kerberos_mounts = kerberos.mounts
 
     airflow = AirflowControlPlane(
         instance,

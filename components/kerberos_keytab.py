@@ -52,6 +52,23 @@ def krb5_conf(settings: KerberosSettings) -> str:
 
 
 @dataclass
+class KerberosMounts:
+    """What KerberosKeytab hands to consumers of the ticket (AirflowControlPlane's pods and task pods)."""
+
+    volumes: list[k8s.core.v1.VolumeArgs]
+    volume_mounts: list[k8s.core.v1.VolumeMountArgs]
+    env: list[k8s.core.v1.EnvVarArgs]
+    principal: str
+    ccache_path: str
+    # Kerberos on the REST API (kerberos.apiAuth): the HTTP service keytab, for the api-server only.
+    api_volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
+    api_volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+    api_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    # (Secret, its data): the api-server's config checksum covers the keytab too.
+    api_keytab: tuple | None = None
+
+
+@dataclass
 class KerberosKeytabArgs:
     instance: str
     namespace: pulumi.Input[str]
@@ -66,11 +83,12 @@ class KerberosKeytabArgs:
 
 
 class KerberosKeytab(pulumi.ComponentResource):
-    """Exposes `volumes`, `volume_mounts` and `env` for every pod that needs the ticket."""
+    """Exposes `mounts` (volumes, mounts and env) for every pod that needs the ticket."""
 
     volumes: list[k8s.core.v1.VolumeArgs]
     volume_mounts: list[k8s.core.v1.VolumeMountArgs]
     env: list[k8s.core.v1.EnvVarArgs]
+    mounts: KerberosMounts
 
     def __init__(self, name: str, args: KerberosKeytabArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("airflow-platform:index:KerberosKeytab", name, None, opts)
@@ -130,6 +148,17 @@ class KerberosKeytab(pulumi.ComponentResource):
         ]
         self.renewer = self._renewer()
         self._api_keytab()
+        self.mounts = KerberosMounts(
+            volumes=self.volumes,
+            volume_mounts=self.volume_mounts,
+            env=self.env,
+            principal=args.settings.principal,
+            ccache_path=CCACHE_PATH,
+            api_volumes=self.api_volumes,
+            api_volume_mounts=self.api_volume_mounts,
+            api_env=self.api_env,
+            api_keytab=(self.api_keytab_secret, self.api_keytab_data) if self.api_keytab_secret else None,
+        )
         self.register_outputs(
             {
                 "keytab_secret": self.keytab_secret.metadata.name,
