@@ -9,6 +9,7 @@ components.log_bucket_props.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import pulumi.dynamic as dynamic
 
 from components.log_bucket_props import SECRET_KEYS, bucket_name_errors, logs_url
 from components.log_bucket_provider import BucketProvider, provider_version
+from components.s3_access import bucket_policy
 
 # --- the resource and the component --------------------------------------------------------------------------
 
@@ -179,10 +181,6 @@ class LogBucket(pulumi.ComponentResource):
 
 
 def _policy_text(args: LogBucketArgs) -> str | None:
-    import json
-
-    from components.s3_access import bucket_policy
-
     policy = bucket_policy(
         args.bucket_name, args.log_prefix, args.backup_prefix, args.log_principal, args.backup_principal
     )
