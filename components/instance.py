@@ -116,7 +116,6 @@ def airflow_instance() -> None:
             backup=BackupDestination(
                 bucket=logs.bucket_name,
                 prefix=settings.postgres.backups.prefix,
-                region=settings.s3.region,
                 endpoint_url=settings.s3.pod_endpoint,
                 ca_bundle=settings.s3.ca_bundle,
                 access_key_id=secret_output(settings.s3_backup_access_key_id),
@@ -181,7 +180,13 @@ def airflow_instance() -> None:
         )
 
     if settings.metrics.enabled:
-        Metrics(instance, MetricsArgs.from_settings(settings, namespace.name), opts=on_cluster)
+        Metrics(
+            instance,
+            MetricsArgs.from_settings(
+                settings, namespace.name, cnpg_cluster=database.cluster_name, cnpg_pooler=database.pooler_name
+            ),
+            opts=on_cluster,
+        )
 
     pulumi.export("url", airflow.url)
     pulumi.export("namespace", namespace.name)

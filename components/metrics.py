@@ -51,10 +51,16 @@ class MetricsArgs:
     network_policy: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings, namespace: pulumi.Input[str]) -> MetricsArgs:
-        cnpg = settings.postgres.mode == "cnpg"
-        pooler = settings.name("pgbouncer") if cnpg else None
-        cluster = settings.name("pg") if cnpg else None
+    def from_settings(
+        cls,
+        settings: Settings,
+        namespace: pulumi.Input[str],
+        cnpg_cluster: str | None = None,
+        cnpg_pooler: str | None = None,
+    ) -> MetricsArgs:
+        """The section Metrics reads, with the names PostgresCluster gave its Cluster and Pooler (None for an
+        external database)."""
+        cluster, pooler = cnpg_cluster, cnpg_pooler
         rules = RuleContext(
             namespace=settings.kubernetes_namespace,
             exporter_job=settings.name(COMPONENT),

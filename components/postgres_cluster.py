@@ -42,7 +42,6 @@ class BackupDestination:
 
     bucket: pulumi.Input[str]
     prefix: str
-    region: str
     # As PostgreSQL's pods reach the store (s3.podEndpointUrl); None: AWS.
     endpoint_url: str | None = None
     ca_bundle: str | None = None
