@@ -33,6 +33,7 @@ import pulumi_random as random
 import yaml
 
 from components import airflow_api_access, airflow_auth, git_sync, kube
+from components.component_base import type_token
 from components.airflow_pods import SECRETS_OF, AirflowPods, Part
 from components.airflow_settings import (
     DATABASE_URL_KEY,
@@ -70,7 +71,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
     admin_password: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: AirflowControlPlaneArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:AirflowControlPlane", name, None, opts)
+        super().__init__(type_token("AirflowControlPlane"), name, None, opts)
         self._args = args
         self._settings = s = args.settings
         self._namespace = args.namespace
@@ -328,15 +329,11 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
 
     def _disruption_budget(self, part: Part) -> k8s.policy.v1.PodDisruptionBudget:
-        s = self._settings
-        return k8s.policy.v1.PodDisruptionBudget(
+        return kube.disruption_budget(
             f"{self._name}-{part.component}",
-            metadata=self._meta(part.component, part.component),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(s.instance, part.component)),
-            ),
-            opts=self._opts(),
+            self._meta(part.component, part.component),
+            kube.selector_labels(self._settings.instance, part.component),
+            self._opts(),
         )
 
     def _migration_job(self) -> k8s.batch.v1.Job:

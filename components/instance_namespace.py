@@ -16,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.component_base import kept_child, type_token
 from components.config import LimitRangeSettings
 
 POD_SECURITY_LABELS = {
@@ -39,7 +40,7 @@ class InstanceNamespace(pulumi.ComponentResource):
     name: pulumi.Output[str]
 
     def __init__(self, name: str, args: InstanceNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:InstanceNamespace", name, None, opts)
+        super().__init__(type_token("InstanceNamespace"), name, None, opts)
         self.namespace = None
         if args.create:
             team = {"airflow-platform/team": args.team} if args.team else {}
@@ -49,10 +50,8 @@ class InstanceNamespace(pulumi.ComponentResource):
                     name=args.name,
                     labels={**kube.labels(args.instance, "namespace"), **POD_SECURITY_LABELS, **team},
                 ),
-                # Kept whenever the database in it is, or the namespace controller would delete the database with
-                # it. Said explicitly: the engine passes a component's retain_on_delete on to its children
-                # (pulumi/pulumi#19654), Pulumi's docs and its mocks do not.
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=bool(opts and opts.retain_on_delete)),
+                # Kept whenever the database in it is, or the namespace controller would delete the database with it.
+                opts=kept_child(self, opts),
             )
             self.name = self.namespace.metadata.name
         else:

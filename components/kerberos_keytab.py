@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.component_base import type_token
 from components.config import KerberosSettings, PlacementSettings
 
 COMPONENT = "kerberos"
@@ -91,7 +92,7 @@ class KerberosKeytab(pulumi.ComponentResource):
     mounts: KerberosMounts
 
     def __init__(self, name: str, args: KerberosKeytabArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:KerberosKeytab", name, None, opts)
+        super().__init__(type_token("KerberosKeytab"), name, None, opts)
         self._args = args
         child = pulumi.ResourceOptions(parent=self)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pulumi
 import pulumi_kubernetes as k8s
 
 PROJECT = "airflow-platform"
@@ -158,6 +159,21 @@ def object_meta(
 ) -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(
         name=name, namespace=namespace, labels=labels(instance, component), annotations=annotations
+    )
+
+
+def disruption_budget(
+    name: str, metadata: k8s.meta.v1.ObjectMetaArgs, match_labels: dict[str, str], opts: pulumi.ResourceOptions
+) -> k8s.policy.v1.PodDisruptionBudget:
+    """At most one of the pods `match_labels` selects is evicted at a time: replicas that one node drain can take
+    down together are one replica. Only for more than one replica, or the budget blocks every drain."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        name,
+        metadata=metadata,
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels)
+        ),
+        opts=opts,
     )
 
 

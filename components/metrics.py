@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kube, metrics_catalog
+from components.component_base import type_token
 from components.config import MetricsSettings, PlacementSettings, Settings
 from components.metrics_catalog import (
     EXPORTER_UID,
@@ -97,7 +98,7 @@ def mapping_yaml() -> str:
 
 class Metrics(pulumi.ComponentResource):
     def __init__(self, name: str, args: MetricsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:Metrics", name, None, opts)
+        super().__init__(type_token("Metrics"), name, None, opts)
         self._args = args
         self._name = name
         self.object_name = kube.resource_name(args.instance, COMPONENT)

@@ -33,6 +33,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube, metrics_catalog
+from components.component_base import type_token
 from components.config import NetworkSettings
 from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
@@ -70,7 +71,7 @@ class NetworkPolicies(pulumi.ComponentResource):
     names: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:NetworkPolicies", name, None, opts)
+        super().__init__(type_token("NetworkPolicies"), name, None, opts)
         self._args = args
         self.policies: dict[str, k8s.networking.v1.NetworkPolicy] = {}
         self._deny_ingress()

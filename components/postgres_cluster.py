@@ -24,6 +24,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import images, kube
+from components.component_base import kept_child, type_token
 from components.config import PlacementSettings, PostgresSettings
 from components.restore_source import RestoreSource
 
@@ -70,10 +71,9 @@ class PostgresCluster(pulumi.ComponentResource):
     sqlalchemy_url: pulumi.Output[str]
 
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:PostgresCluster", name, None, opts)
+        super().__init__(type_token("PostgresCluster"), name, None, opts)
         self._args = args
-        # Children inherit `protect` from a component but not `retain_on_delete`: pass it on explicitly.
-        self._retain_on_delete = bool(opts and opts.retain_on_delete)
+        self._options = opts
         # The names CloudNativePG labels its pods with (None in external mode: nothing runs here).
         self.cluster_name = self.pooler_name = None
         self.cluster = self.pooler = self.pooler_budget = self.object_store = self.scheduled_backup = None
@@ -110,7 +110,7 @@ class PostgresCluster(pulumi.ComponentResource):
         )
 
     def _child(self, **extra) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, retain_on_delete=self._retain_on_delete, **extra)
+        return kept_child(self, self._options, **extra)
 
     def _create_cluster(self) -> None:
         args, settings = self._args, self._args.settings
@@ -232,15 +232,8 @@ class PostgresCluster(pulumi.ComponentResource):
             opts=self._child(depends_on=[self.cluster]),
         )
         if settings.pooler_instances > 1:
-            # Two PgBouncers that one node drain can take down together are one PgBouncer.
-            self.pooler_budget = k8s.policy.v1.PodDisruptionBudget(
-                f"{self._name}-pooler",
-                metadata=self._meta("pgbouncer"),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    max_unavailable=1,
-                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels={kube.CNPG_POOLER_LABEL: pooler_name}),
-                ),
-                opts=self._child(),
+            self.pooler_budget = kube.disruption_budget(
+                f"{self._name}-pooler", self._meta("pgbouncer"), {kube.CNPG_POOLER_LABEL: pooler_name}, self._child()
             )
         if self.object_store is not None:
             self.scheduled_backup = k8s.apiextensions.CustomResource(

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.component_base import type_token
 
 SCHEDULER = "scheduler"
 API_SERVER = "api-server"
@@ -58,7 +59,7 @@ class WorkerRBAC(pulumi.ComponentResource):
     service_account_names: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: WorkerRBACArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:WorkerRBAC", name, None, opts)
+        super().__init__(type_token("WorkerRBAC"), name, None, opts)
         self._args = args
         components = AIRFLOW_COMPONENTS + ((KERBEROS,) if args.kerberos_enabled else ())
         self.service_accounts = {component: self._service_account(component) for component in components}
