@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.config import IngressSettings
-from components.worker_rbac import API_SERVER
+from components.kube import API_SERVER
 
 
 def api_service(

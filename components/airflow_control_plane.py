@@ -45,7 +45,7 @@ from components.airflow_settings import (
 )
 from components.config import Settings, secret_output
 from components.kerberos_keytab import KerberosMounts
-from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.kube import API_SERVER, DAG_PROCESSOR, DB_CLEANUP, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
 
 @dataclass
@@ -339,7 +339,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
     def _migration_job(self) -> k8s.batch.v1.Job:
         s = self._settings
         volumes, _ = kube.scratch_volumes()
-        container = self._pods.airflow_command("migrate", s.scheduler.resources, args=["db", "migrate"])
+        container = self._pods.airflow_command(MIGRATE, s.scheduler.resources, args=["db", "migrate"])
         name = kube.migration_job_name(s.instance, s.airflow_version)
         return k8s.batch.v1.Job(
             f"{self._name}-migrate",
@@ -392,7 +392,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                         # A clean-up stuck on a lock would otherwise hold its pod (and quota) until someone looks.
                         active_deadline_seconds=s.db_cleanup.deadline_seconds,
                         template=k8s.core.v1.PodTemplateSpecArgs(
-                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(s.instance, "db-cleanup")),
+                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(s.instance, DB_CLEANUP)),
                             # The migration job's account: the one that owns schema-level work.
                             spec=self._pods.pod_spec(MIGRATE, [container], volumes, restart_policy="Never"),
                         ),

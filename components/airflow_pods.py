@@ -28,7 +28,7 @@ from components.airflow_settings import (
 )
 from components.config import Settings
 from components.kerberos_keytab import KerberosMounts
-from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.kube import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
 # Who holds the instance's ticket (never its keytab). The triggerer runs deferrable operators' triggers against
 # the same Kerberized services as the tasks that deferred to it. The dag-processor does not: DAG files' top-level

@@ -21,7 +21,7 @@ which defaults to it.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import capacity, restore_source
+from components import capacity, kube, restore_source
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs
 from components.config import load_settings, secret_output
 from components.footprint import stack_outputs
@@ -31,7 +31,7 @@ from components.log_bucket import LogBucket, LogBucketArgs
 from components.metrics import Metrics, MetricsArgs
 from components.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from components.postgres_cluster import BackupDestination, PostgresCluster, PostgresClusterArgs
-from components.worker_rbac import KERBEROS, WorkerRBAC, WorkerRBACArgs
+from components.worker_rbac import WorkerRBAC, WorkerRBACArgs
 
 
 def airflow_instance() -> None:
@@ -137,7 +137,7 @@ def airflow_instance() -> None:
                 keytab_base64=secret_output(settings.kerberos_keytab),
                 image=settings.image,
                 image_pull_policy=settings.image_pull_policy,
-                service_account_name=rbac.service_account_names[KERBEROS],
+                service_account_name=rbac.service_account_names[kube.KERBEROS],
                 placement=settings.placement,
                 api_keytab_base64=secret_output(settings.kerberos_api_keytab),
             ),

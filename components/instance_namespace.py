@@ -19,6 +19,7 @@ from components import kube
 from components.component_base import kept_child, type_token
 from components.config import LimitRangeSettings
 
+COMPONENT = "namespace"
 POD_SECURITY_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
 }
@@ -48,7 +49,7 @@ class InstanceNamespace(pulumi.ComponentResource):
                 name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=args.name,
-                    labels={**kube.labels(args.instance, "namespace"), **POD_SECURITY_LABELS, **team},
+                    labels={**kube.labels(args.instance, COMPONENT), **POD_SECURITY_LABELS, **team},
                 ),
                 # Kept whenever the database in it is, or the namespace controller would delete the database with it.
                 opts=kept_child(self, opts),
@@ -61,7 +62,7 @@ class InstanceNamespace(pulumi.ComponentResource):
         self.register_outputs({"name": self.name})
 
     def _meta(self, args: InstanceNamespaceArgs, role: str) -> k8s.meta.v1.ObjectMetaArgs:
-        return kube.object_meta(args.instance, "namespace", self.name, kube.resource_name(args.instance, role))
+        return kube.object_meta(args.instance, COMPONENT, self.name, kube.resource_name(args.instance, role))
 
     def _quota(self, args: InstanceNamespaceArgs) -> k8s.core.v1.ResourceQuota:
         return k8s.core.v1.ResourceQuota(

@@ -17,7 +17,7 @@ from components import kube
 from components.component_base import type_token
 from components.config import KerberosSettings, PlacementSettings
 
-COMPONENT = "kerberos"
+COMPONENT = kube.KERBEROS
 KEYTAB_DIR = "/etc/airflow-keytab"
 KEYTAB_PATH = f"{KEYTAB_DIR}/airflow.keytab"
 KRB5_CONFIG_DIR = "/etc/airflow-krb5"

@@ -40,16 +40,30 @@ MAX_NAME_LENGTH = 63
 # A CronJob's name is capped lower because the controller appends an 11-character suffix to its Jobs.
 MAX_CRONJOB_NAME_LENGTH = 52
 
+# The instance's components that run pods: each names its Deployment or Job, its ServiceAccount (WorkerRBAC makes
+# one each) and its pods' `app.kubernetes.io/component` label after itself.
+SCHEDULER = "scheduler"
+API_SERVER = "api-server"
+DAG_PROCESSOR = "dag-processor"
+TRIGGERER = "triggerer"
+TASK = "task"
+MIGRATE = "migrate"
+KERBEROS = "kerberos"
+STATSD_EXPORTER = "statsd-exporter"
+# The clean-up CronJob's pods: they run as MIGRATE, the account that owns schema-level work.
+DB_CLEANUP = "db-cleanup"
+AIRFLOW_COMPONENTS = (SCHEDULER, API_SERVER, DAG_PROCESSOR, TRIGGERER, TASK, MIGRATE)
+
 # Every role a component names an object after. Settings validation checks the instance name against the
 # longest of these, so a name that is too long is rejected before anything is created.
 ROLES = (
-    "api-server",
-    "scheduler",
-    "dag-processor",
-    "triggerer",
-    "task",
-    "migrate",
-    "kerberos",
+    API_SERVER,
+    SCHEDULER,
+    DAG_PROCESSOR,
+    TRIGGERER,
+    TASK,
+    MIGRATE,
+    KERBEROS,
     "keytab",
     "api-keytab",
     "api-plugins",
@@ -85,7 +99,7 @@ ROLES = (
     "task-egress",
     "pg-metrics",
     "pool-metrics",
-    "statsd-exporter",
+    STATSD_EXPORTER,
     "alerts",
 )
 CRONJOB_ROLES = ("cleanup",)

@@ -35,11 +35,10 @@ import pulumi_kubernetes as k8s
 from components import kube, metrics_catalog
 from components.component_base import type_token
 from components.config import NetworkSettings
-from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.kube import API_SERVER, DAG_PROCESSOR, DB_CLEANUP, MIGRATE, SCHEDULER, TASK, TRIGGERER
 
 # The components that talk to the database: the four long-running ones, the migration Job and the clean-up
 # CronJob (whose pods carry the component label `db-cleanup`).
-DB_CLEANUP = "db-cleanup"
 DATABASE_CLIENTS = (API_SERVER, SCHEDULER, DAG_PROCESSOR, TRIGGERER, MIGRATE, DB_CLEANUP)
 
 

@@ -18,16 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.component_base import type_token
-
-SCHEDULER = "scheduler"
-API_SERVER = "api-server"
-DAG_PROCESSOR = "dag-processor"
-TRIGGERER = "triggerer"
-TASK = "task"
-MIGRATE = "migrate"
-KERBEROS = "kerberos"
-
-AIRFLOW_COMPONENTS = (SCHEDULER, API_SERVER, DAG_PROCESSOR, TRIGGERER, TASK, MIGRATE)
+from components.kube import AIRFLOW_COMPONENTS, API_SERVER, KERBEROS, SCHEDULER, TASK
 
 
 def _rule(resources: list[str], verbs: list[str]) -> k8s.rbac.v1.PolicyRuleArgs:
