@@ -3,9 +3,9 @@ component's objects go into it.
 
 It enforces Pod Security `restricted`, so a pod that is not locked down is refused by the API server
 instead of running; every pod this project creates is built to pass it. A ResourceQuota caps what the
-instance may use in total, so one team cannot starve another, and a LimitRange gives every container
-default requests and limits and a ceiling, so a task pod cannot drop its limits (seed 002's multi-team
-setup, where both were the answer to runaway DAGs).
+instance may use in total, so one team's runaway DAGs cannot starve the other instances on the cluster, and a
+LimitRange gives every container default requests and limits and a ceiling, so a task pod cannot drop its
+limits.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ class KerberosKeytab(pulumi.ComponentResource):
             )
         ]
         self.api_volume_mounts = [k8s.core.v1.VolumeMountArgs(name="api-keytab", mount_path=API_KEYTAB_DIR, read_only=True)]
-        # The acceptor keytab of GSSAPI; the instance's own keytab is not here, and never was. With `[core]
+        # The acceptor keytab of GSSAPI; the instance's own keytab stays with the renewer alone. With `[core]
         # security = kerberos` the `airflow` command overwrites KRB5_KTNAME with `[kerberos] keytab` before it
         # starts the server (airflow/__main__.py), so that setting must name the HTTP keytab too.
         self.api_env = [
@@ -229,7 +229,7 @@ class KerberosKeytab(pulumi.ComponentResource):
             # Yet `airflow kerberos` is a CLI command like any other: first it checks the database's migrations
             # (and exits "Database migration required" without one) and syncs log templates into it. Skip the
             # check, and give the sync a throwaway SQLite file on the writable /tmp: $AIRFLOW_HOME is on the
-            # read-only root. Found by tests/test_kerberos_kdc.py against the real Airflow.
+            # read-only root. tests/test_kerberos_kdc.py runs the renewer against the real Airflow and a KDC.
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__CHECK_MIGRATIONS", value="False"),
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", value=f"sqlite:///{RENEWER_DB}"),
         ]

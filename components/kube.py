@@ -255,8 +255,8 @@ GIT_SYNC_EPHEMERAL_STORAGE = ("64Mi", "3Gi")
 
 
 def resource_requirements(resources, ephemeral_storage=AIRFLOW_EPHEMERAL_STORAGE) -> k8s.core.v1.ResourceRequirementsArgs:
-    """Requests and limits from a settings `Resources` (both are always set: see seed 002's OOMKilled pods),
-    with ephemeral storage."""
+    """Requests and limits from a settings `Resources`, with ephemeral storage. Both are always set: a pod is
+    scheduled on what it asks for, and a container over its memory limit is the one killed, not a neighbour."""
     request, limit = ephemeral_storage
     return k8s.core.v1.ResourceRequirementsArgs(
         requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory, "ephemeral-storage": request},
@@ -267,10 +267,10 @@ def resource_requirements(resources, ephemeral_storage=AIRFLOW_EPHEMERAL_STORAGE
 # Where every Airflow process reads `airflow.cfg` from: nowhere. Before it runs any subcommand but `version`, the
 # `airflow` command of Airflow 3.3 writes a default airflow.cfg to AIRFLOW_CONFIG (default
 # $AIRFLOW_HOME/airflow.cfg) unless that path exists (airflow/__main__.py calls
-# configuration.write_default_airflow_configuration_if_needed). The official image ships no airflow.cfg and our
-# root filesystem is read-only, so every Airflow container died at start with `OSError: [Errno 30] Read-only file
-# system: '/opt/airflow/airflow.cfg'`. Every setting of ours is an AIRFLOW__* variable and the file has nothing to
-# add, so it is /dev/null: present in every container (the OCI runtime creates it), not a directory, empty when
+# configuration.write_default_airflow_configuration_if_needed). The official image ships no airflow.cfg and our root
+# filesystem is read-only, so without this every Airflow container dies at start with `OSError: [Errno 30] Read-only
+# file system: '/opt/airflow/airflow.cfg'`. Every setting of ours is an AIRFLOW__* variable and the file has nothing
+# to add, so it is /dev/null: present in every container (the OCI runtime creates it), not a directory, empty when
 # read. Airflow reads it as an empty file and writes nothing.
 AIRFLOW_CONFIG_FILE = "/dev/null"
 
