@@ -122,8 +122,8 @@ class Metrics(pulumi.ComponentResource):
             self.pod_monitors = [
                 self._pod_monitor(role, label, value)
                 for role, label, value in (
-                    ("pg", "cnpg.io/cluster", args.cnpg_cluster),
-                    ("pgbouncer", "cnpg.io/poolerName", args.cnpg_pooler),
+                    ("pg", kube.CNPG_CLUSTER_LABEL, args.cnpg_cluster),
+                    ("pgbouncer", kube.CNPG_POOLER_LABEL, args.cnpg_pooler),
                 )
                 if value is not None
             ]
