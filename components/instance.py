@@ -12,6 +12,10 @@ Automation API inline program (`engine.py`), so both paths run exactly this code
               ├─ NetworkPolicies (default-deny ingress, one policy per allowed path)
               └─ Metrics (StatsD exporter; monitors and alert rules with the Prometheus operator)
 
+InstanceNamespace's name goes to every component that puts objects in it, and PostgresCluster's Cluster and
+Pooler names to NetworkPolicies and Metrics. Each component takes its section of the Settings and the Outputs
+it needs, and uses every one: an Output it is given is what makes Pulumi create what it waits for first.
+
 Three S3 credentials, one per job: `s3AccessKeyId` provisions the bucket and is used by `pulumi up` alone;
 `s3LogAccessKeyId` goes into the log connection (Airflow and task pods); `s3BackupAccessKeyId` goes to
 PostgreSQL's backups. None falls back to another. Likewise two endpoints: `pulumi up` provisions through
