@@ -164,14 +164,14 @@ def footprint(settings: Settings) -> Footprint:
         return Pod(workload, section.replicas, tuple(containers))
 
     pods = [
-        airflow("api-server", settings.api_server, False),
-        airflow("scheduler", settings.scheduler, False),
-        airflow("dag-processor", settings.dag_processor, git),
-        airflow("triggerer", settings.triggerer, git),
+        airflow(kube.API_SERVER, settings.api_server, False),
+        airflow(kube.SCHEDULER, settings.scheduler, False),
+        airflow(kube.DAG_PROCESSOR, settings.dag_processor, git),
+        airflow(kube.TRIGGERER, settings.triggerer, git),
     ]
     if settings.kerberos.enabled:
-        renewer = container("kerberos", "kerberos", _resources(settings.kerberos.renewer_resources), defaults)
-        pods.append(Pod("kerberos", 1, (renewer,)))
+        renewer = container(kube.KERBEROS, kube.KERBEROS, _resources(settings.kerberos.renewer_resources), defaults)
+        pods.append(Pod(kube.KERBEROS, 1, (renewer,)))
     pg = settings.postgres
     if pg.mode == "cnpg":
         instance = [container("postgres", "postgres", _resources(pg.resources), defaults)]
@@ -181,8 +181,8 @@ def footprint(settings: Settings) -> Footprint:
         pooler = container("pgbouncer", "pgbouncer", _resources(pg.pooler_resources), defaults)
         pods.append(Pod("pgbouncer", pg.pooler_instances, (pooler,)))
     if settings.metrics.enabled:
-        exporter = container("statsd-exporter", "statsd-exporter", _resources(settings.metrics.exporter_resources), defaults)
-        pods.append(Pod("statsd-exporter", 1, (exporter,)))
+        exporter = container(kube.STATSD_EXPORTER, kube.STATSD_EXPORTER, _resources(settings.metrics.exporter_resources), defaults)
+        pods.append(Pod(kube.STATSD_EXPORTER, 1, (exporter,)))
     return Footprint(pods)
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from components import kube
+
 EXPORTER_VERSION = "v0.31.0"  # toolchain/statsd_exporter/go.mod builds the same version for the tests
 EXPORTER_IMAGE = f"quay.io/prometheus/statsd-exporter:{EXPORTER_VERSION}"
 STATSD_PORT = 9125
 METRICS_PORT = 9102
-COMPONENT = "statsd-exporter"
+COMPONENT = kube.STATSD_EXPORTER
 # CloudNativePG's own exporters, in the PostgreSQL instance pods and the PgBouncer pods.
 POSTGRES_EXPORTER_PORT = 9187
 PGBOUNCER_EXPORTER_PORT = 9127
