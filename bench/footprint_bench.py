@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from bench.common import JOB_SECRETS, ROOT, say
-from components.config import parse_settings
+from components.settings import parse_settings
 from components.footprint import GIB, footprint, from_manifests, monthly_cost
 
 # Quoted from issue 11 (not measured here): what others reserve for one Airflow.

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.common import say  # noqa: E402
-from components.config_rules import cpu_cores, memory_bytes  # noqa: E402
+from components.settings.rules import cpu_cores, memory_bytes  # noqa: E402
 
 
 def requests_by_pod(api, namespace: str) -> dict[str, dict[str, float]]:

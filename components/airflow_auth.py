@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.config import AuthSettings
+from components.settings.sections import AuthSettings
 
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"

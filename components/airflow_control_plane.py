@@ -32,8 +32,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from components import airflow_auth, git_sync, kube
-from components.airflow_pods import SECRETS_OF, AirflowPods, KerberosMounts, Part
+from components import airflow_api_access, airflow_auth, git_sync, kube
+from components.component_base import type_token
+from components.airflow_pods import SECRETS_OF, AirflowPods, Part
 from components.airflow_settings import (
     DATABASE_URL_KEY,
     SIMPLE_AUTH_PASSWORDS,
@@ -42,13 +43,16 @@ from components.airflow_settings import (
     base_url,
     fernet_key_from,
 )
-from components.config import Settings, secret_output
-from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TRIGGERER
+from components.kerberos_keytab import KerberosMounts
+from components.kube import API_SERVER, DAG_PROCESSOR, DB_CLEANUP, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.settings import Settings, secret_output
 
 
 @dataclass
 class AirflowControlPlaneArgs:
     settings: Settings
+    # The namespace's and the service accounts' names as Outputs: every object waits for the namespace, every
+    # pod for its account.
     namespace: pulumi.Input[str]
     service_accounts: dict[str, pulumi.Input[str]]
     # Components whose pods mount their service-account token (those WorkerRBAC gave API rights).
@@ -67,10 +71,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
     admin_password: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: AirflowControlPlaneArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:AirflowControlPlane", name, None, opts)
+        super().__init__(type_token("AirflowControlPlane"), name, None, opts)
         self._args = args
         self._settings = s = args.settings
-        self._namespace = s.kubernetes_namespace
+        self._namespace = args.namespace
 
         self._contents: dict[pulumi.Resource, object] = {}
         self._generate_secrets()
@@ -85,15 +89,27 @@ class AirflowControlPlane(pulumi.ComponentResource):
         self.s3_ca = self._s3_ca_config_map()
         self._pods = AirflowPods(
             s,
+            args.service_accounts,
             args.token_components,
             args.kerberos,
             with_git_secret=self.git_secret is not None,
             with_kerberos_api=self.kerberos_api is not None,
         )
         self.pod_template = self._pod_template_config_map()
-        self.service = self._api_service()
-        self.closed = self._closed_service() if s.ingress.enabled else None
-        self.ingress = self._ingress()
+        self.service = airflow_api_access.api_service(
+            f"{name}-api-server", s.instance, self._meta(API_SERVER, API_SERVER), self._opts()
+        )
+        self.closed = self.ingress = None
+        if s.ingress.enabled:
+            self.closed = airflow_api_access.closed_service(f"{name}-closed", self._meta("closed", API_SERVER), self._opts())
+            self.ingress = airflow_api_access.ingress(
+                f"{name}-api-server",
+                s.ingress,
+                self._meta(API_SERVER, API_SERVER, annotations=dict(s.ingress.annotations) or None),
+                self.service,
+                self.closed,
+                self._opts(),
+            )
         self.url = pulumi.Output.from_input(base_url(s))
         self.migration = self._migration_job()
         parts = self._pods.parts()
@@ -225,7 +241,10 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
 
     def _pod_template_config_map(self) -> k8s.core.v1.ConfigMap:
-        data = {"pod_template.yaml": yaml.safe_dump(self._pods.task_pod_template(), sort_keys=False)}
+        template = pulumi.Output.from_input(self._args.service_accounts[TASK]).apply(
+            lambda account: yaml.safe_dump(self._pods.task_pod_template(account), sort_keys=False)
+        )
+        data = {"pod_template.yaml": template}
         return self._kept(
             k8s.core.v1.ConfigMap(f"{self._name}-pod-template", metadata=self._meta("pod-template"), data=data, opts=self._opts()),
             data,
@@ -310,21 +329,17 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
 
     def _disruption_budget(self, part: Part) -> k8s.policy.v1.PodDisruptionBudget:
-        s = self._settings
-        return k8s.policy.v1.PodDisruptionBudget(
+        return kube.disruption_budget(
             f"{self._name}-{part.component}",
-            metadata=self._meta(part.component, part.component),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(s.instance, part.component)),
-            ),
-            opts=self._opts(),
+            self._meta(part.component, part.component),
+            kube.selector_labels(self._settings.instance, part.component),
+            self._opts(),
         )
 
     def _migration_job(self) -> k8s.batch.v1.Job:
         s = self._settings
         volumes, _ = kube.scratch_volumes()
-        container = self._pods.airflow_command("migrate", s.scheduler.resources, args=["db", "migrate"])
+        container = self._pods.airflow_command(MIGRATE, s.scheduler.resources, args=["db", "migrate"])
         name = kube.migration_job_name(s.instance, s.airflow_version)
         return k8s.batch.v1.Job(
             f"{self._name}-migrate",
@@ -377,7 +392,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
                         # A clean-up stuck on a lock would otherwise hold its pod (and quota) until someone looks.
                         active_deadline_seconds=s.db_cleanup.deadline_seconds,
                         template=k8s.core.v1.PodTemplateSpecArgs(
-                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(s.instance, "db-cleanup")),
+                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(s.instance, DB_CLEANUP)),
                             # The migration job's account: the one that owns schema-level work.
                             spec=self._pods.pod_spec(MIGRATE, [container], volumes, restart_policy="Never"),
                         ),
@@ -385,72 +400,4 @@ class AirflowControlPlane(pulumi.ComponentResource):
                 ),
             ),
             opts=self._opts(depends_on=[self.migration]),
-        )
-
-    # --- reaching the api-server ---------------------------------------------------------------------------
-
-    def _api_service(self) -> k8s.core.v1.Service:
-        s = self._settings
-        return k8s.core.v1.Service(
-            f"{self._name}-api-server",
-            metadata=self._meta(API_SERVER, API_SERVER),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                selector=kube.selector_labels(s.instance, API_SERVER),
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=kube.API_SERVER_PORT, target_port="http")],
-            ),
-            opts=self._opts(),
-        )
-
-    def _closed_service(self) -> k8s.core.v1.Service:
-        """A Service that selects no pod: the Ingress sends the Execution API's path here, so the public
-        endpoint answers it with an error. Task pods reach the Execution API through the api-server Service."""
-        return k8s.core.v1.Service(
-            f"{self._name}-closed",
-            metadata=self._meta("closed", API_SERVER),
-            spec=k8s.core.v1.ServiceSpecArgs(ports=[k8s.core.v1.ServicePortArgs(name="http", port=kube.API_SERVER_PORT)]),
-            opts=self._opts(),
-        )
-
-    @property
-    def execution_api_path(self) -> str:
-        return f"{self._settings.ingress.path.rstrip('/')}/execution"
-
-    def _ingress(self) -> k8s.networking.v1.Ingress | None:
-        ingress = self._settings.ingress
-        if not ingress.enabled:
-            return None
-        return k8s.networking.v1.Ingress(
-            f"{self._name}-api-server",
-            metadata=self._meta(API_SERVER, API_SERVER, annotations=dict(ingress.annotations) or None),
-            spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=ingress.class_name,
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[ingress.host], secret_name=ingress.tls_secret_name)]
-                if ingress.tls_secret_name
-                else None,
-                rules=[
-                    k8s.networking.v1.IngressRuleArgs(
-                        host=ingress.host,
-                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            # The longest matching prefix wins, so /execution goes nowhere and the rest to the UI/API.
-                            paths=[
-                                self._ingress_path(ingress.path, self.service),
-                                self._ingress_path(self.execution_api_path, self.closed),
-                            ]
-                        ),
-                    )
-                ],
-            ),
-            opts=self._opts(),
-        )
-
-    @staticmethod
-    def _ingress_path(path: str, service: k8s.core.v1.Service) -> k8s.networking.v1.HTTPIngressPathArgs:
-        return k8s.networking.v1.HTTPIngressPathArgs(
-            path=path,
-            path_type="Prefix",
-            backend=k8s.networking.v1.IngressBackendArgs(
-                service=k8s.networking.v1.IngressServiceBackendArgs(
-                    name=service.metadata.name, port=k8s.networking.v1.ServiceBackendPortArgs(name="http")
-                )
-            ),
         )

@@ -8,8 +8,10 @@ component gets which secret and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+import pulumi
 import pulumi_kubernetes as k8s
 
 from components import airflow_auth, git_sync, kube
@@ -24,8 +26,9 @@ from components.airflow_settings import (
     SIMPLE_AUTH_PASSWORDS,
     WEBSERVER_DIR,
 )
-from components.config import Settings
-from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.kerberos_keytab import KerberosMounts
+from components.kube import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.settings import Settings
 
 # Who holds the instance's ticket (never its keytab). The triggerer runs deferrable operators' triggers against
 # the same Kerberized services as the tasks that deferred to it. The dag-processor does not: DAG files' top-level
@@ -40,23 +43,6 @@ SECRETS_OF = {
     DAG_PROCESSOR: ("secrets",),
     TRIGGERER: ("secrets",),
 }
-
-
-@dataclass
-class KerberosMounts:
-    """What KerberosKeytab hands to consumers of the ticket."""
-
-    volumes: list[k8s.core.v1.VolumeArgs]
-    volume_mounts: list[k8s.core.v1.VolumeMountArgs]
-    env: list[k8s.core.v1.EnvVarArgs]
-    principal: str
-    ccache_path: str
-    # Kerberos on the REST API (kerberos.apiAuth): the HTTP service keytab, for the api-server only.
-    api_volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
-    api_volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
-    api_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
-    # (Secret, its data): the api-server's config checksum covers the keytab too.
-    api_keytab: tuple | None = None
 
 
 @dataclass
@@ -81,6 +67,7 @@ class AirflowPods:
     def __init__(
         self,
         settings: Settings,
+        service_accounts: Mapping[str, pulumi.Input[str]],
         token_components: frozenset[str],
         kerberos: KerberosMounts | None,
         *,
@@ -88,6 +75,7 @@ class AirflowPods:
         with_kerberos_api: bool,
     ):
         self._settings = settings
+        self._service_accounts = service_accounts
         self._token_components = token_components
         self._kerberos = kerberos
         self._with_git_secret = with_git_secret
@@ -161,7 +149,10 @@ class AirflowPods:
         init_containers: list[k8s.core.v1.ContainerArgs] | None = None,
         restart_policy: str | None = None,
         anti_affinity: bool = False,
+        service_account_name: str | None = None,
     ) -> k8s.core.v1.PodSpecArgs:
+        """`component`'s pod, run as the service account WorkerRBAC made for it (`service_account_name`: its
+        plain name, where the spec travels as data and an Output cannot go)."""
         s = self._settings
         affinity = None
         if anti_affinity:
@@ -181,7 +172,7 @@ class AirflowPods:
                 )
             )
         return k8s.core.v1.PodSpecArgs(
-            service_account_name=s.name(component),
+            service_account_name=service_account_name or self._service_accounts[component],
             automount_service_account_token=component in self._token_components,
             security_context=kube.restricted_pod_security_context(),
             init_containers=init_containers or None,
@@ -330,8 +321,9 @@ class AirflowPods:
             volume_mounts=mounts,
         )
 
-    def task_pod_template(self) -> dict:
-        """The pod every task runs in, as the KubernetesExecutor reads it from `pod_template_file`."""
+    def task_pod_template(self, service_account_name: str) -> dict:
+        """The pod every task runs in, as the KubernetesExecutor reads it from `pod_template_file`: plain data,
+        so it takes the task service account's name resolved."""
         s = self._settings
         volumes, mounts = self.volumes(TASK)
         base = k8s.core.v1.ContainerArgs(
@@ -346,7 +338,9 @@ class AirflowPods:
             volume_mounts=mounts,
         )
         init = [self.git_sync_container(one_time=True)] if s.git_sync.enabled else None
-        spec = self.pod_spec(TASK, [base], volumes, init_containers=init, restart_policy="Never")
+        spec = self.pod_spec(
+            TASK, [base], volumes, init_containers=init, restart_policy="Never", service_account_name=service_account_name
+        )
         # The executor adds dag_id, task_id, run_id and try_number labels; ours add who pays for the pod.
         labels = kube.labels(s.instance, TASK, self.team_label())
         return {

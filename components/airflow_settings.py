@@ -9,14 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import TYPE_CHECKING
 
 from components import airflow_auth, kube, metrics_catalog
-from components.config import Settings
+from components.kerberos_keytab import KerberosMounts
+from components.settings import Settings
 from components.metrics import exporter_host
-
-if TYPE_CHECKING:
-    from components.airflow_pods import KerberosMounts
 
 POD_TEMPLATE_DIR = f"{kube.AIRFLOW_HOME}/pod-templates"
 POD_TEMPLATE_FILE = f"{POD_TEMPLATE_DIR}/pod_template.yaml"

@@ -14,7 +14,7 @@ request and limit at admission. CloudNativePG's Pooler pods and the Barman Cloud
 until their specs sized them (a quarter of dev's requests came from the defaults); `from_manifests` still
 applies the rule, so a container that loses its size shows up in the cross-check.
 
-`components.capacity` answers a different question with the same sizes: what the ResourceQuota must hold
+`components.settings.capacity` answers a different question with the same sizes: what the ResourceQuota must hold
 (surge pods of a rolling update, the migration and clean-up Jobs, concurrent task pods). This is the steady state.
 """
 
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from components import kube
-from components.config import Settings, cpu_cores, memory_bytes
+from components.settings import Settings
+from components.settings.rules import cpu_cores, memory_bytes
 
 GIB = 2**30
 HOURS_PER_MONTH = 730  # what cloud price lists use
@@ -163,14 +164,14 @@ def footprint(settings: Settings) -> Footprint:
         return Pod(workload, section.replicas, tuple(containers))
 
     pods = [
-        airflow("api-server", settings.api_server, False),
-        airflow("scheduler", settings.scheduler, False),
-        airflow("dag-processor", settings.dag_processor, git),
-        airflow("triggerer", settings.triggerer, git),
+        airflow(kube.API_SERVER, settings.api_server, False),
+        airflow(kube.SCHEDULER, settings.scheduler, False),
+        airflow(kube.DAG_PROCESSOR, settings.dag_processor, git),
+        airflow(kube.TRIGGERER, settings.triggerer, git),
     ]
     if settings.kerberos.enabled:
-        renewer = container("kerberos", "kerberos", _resources(settings.kerberos.renewer_resources), defaults)
-        pods.append(Pod("kerberos", 1, (renewer,)))
+        renewer = container(kube.KERBEROS, kube.KERBEROS, _resources(settings.kerberos.renewer_resources), defaults)
+        pods.append(Pod(kube.KERBEROS, 1, (renewer,)))
     pg = settings.postgres
     if pg.mode == "cnpg":
         instance = [container("postgres", "postgres", _resources(pg.resources), defaults)]
@@ -180,8 +181,8 @@ def footprint(settings: Settings) -> Footprint:
         pooler = container("pgbouncer", "pgbouncer", _resources(pg.pooler_resources), defaults)
         pods.append(Pod("pgbouncer", pg.pooler_instances, (pooler,)))
     if settings.metrics.enabled:
-        exporter = container("statsd-exporter", "statsd-exporter", _resources(settings.metrics.exporter_resources), defaults)
-        pods.append(Pod("statsd-exporter", 1, (exporter,)))
+        exporter = container(kube.STATSD_EXPORTER, kube.STATSD_EXPORTER, _resources(settings.metrics.exporter_resources), defaults)
+        pods.append(Pod(kube.STATSD_EXPORTER, 1, (exporter,)))
     return Footprint(pods)
 
 

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import Settings, secret_output
+from components.settings import Settings, secret_output
 
 SECRET_DIR = "/etc/git-secret"
 ROOT = "/git"

@@ -12,6 +12,10 @@ Automation API inline program (`engine.py`), so both paths run exactly this code
               ├─ NetworkPolicies (default-deny ingress, one policy per allowed path)
               └─ Metrics (StatsD exporter; monitors and alert rules with the Prometheus operator)
 
+InstanceNamespace's name goes to every component that puts objects in it, and PostgresCluster's Cluster and
+Pooler names to NetworkPolicies and Metrics. Each component takes its section of the Settings and the Outputs
+it needs, and uses every one: an Output it is given is what makes Pulumi create what it waits for first.
+
 Three S3 credentials, one per job: `s3AccessKeyId` provisions the bucket and is used by `pulumi up` alone;
 `s3LogAccessKeyId` goes into the log connection (Airflow and task pods); `s3BackupAccessKeyId` goes to
 PostgreSQL's backups. None falls back to another. Likewise two endpoints: `pulumi up` provisions through
@@ -21,18 +25,17 @@ which defaults to it.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import capacity, restore_source
+from components import kube
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs
-from components.airflow_pods import KerberosMounts
-from components.config import load_settings, secret_output
 from components.footprint import stack_outputs
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
-from components.kerberos_keytab import CCACHE_PATH, KerberosKeytab, KerberosKeytabArgs
+from components.kerberos_keytab import KerberosKeytab, KerberosKeytabArgs
 from components.log_bucket import LogBucket, LogBucketArgs
 from components.metrics import Metrics, MetricsArgs
 from components.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from components.postgres_cluster import BackupDestination, PostgresCluster, PostgresClusterArgs
-from components.worker_rbac import KERBEROS, WorkerRBAC, WorkerRBACArgs
+from components.settings import capacity, load_settings, restore_source, secret_output
+from components.worker_rbac import WorkerRBAC, WorkerRBACArgs
 
 
 def airflow_instance() -> None:
@@ -117,7 +120,6 @@ def airflow_instance() -> None:
             backup=BackupDestination(
                 bucket=logs.bucket_name,
                 prefix=settings.postgres.backups.prefix,
-                region=settings.s3.region,
                 endpoint_url=settings.s3.pod_endpoint,
                 ca_bundle=settings.s3.ca_bundle,
                 access_key_id=secret_output(settings.s3_backup_access_key_id),
@@ -139,23 +141,13 @@ def airflow_instance() -> None:
                 keytab_base64=secret_output(settings.kerberos_keytab),
                 image=settings.image,
                 image_pull_policy=settings.image_pull_policy,
-                service_account_name=rbac.service_account_names[KERBEROS],
+                service_account_name=rbac.service_account_names[kube.KERBEROS],
                 placement=settings.placement,
                 api_keytab_base64=secret_output(settings.kerberos_api_keytab),
             ),
             opts=on_cluster,
         )
-        kerberos_mounts = KerberosMounts(
-            volumes=kerberos.volumes,
-            volume_mounts=kerberos.volume_mounts,
-            env=kerberos.env,
-            principal=settings.kerberos.principal,
-            ccache_path=CCACHE_PATH,
-            api_volumes=kerberos.api_volumes,
-            api_volume_mounts=kerberos.api_volume_mounts,
-            api_env=kerberos.api_env,
-            api_keytab=(kerberos.api_keytab_secret, kerberos.api_keytab_data) if kerberos.api_keytab_secret else None,
-        )
+        kerberos_mounts = kerberos.mounts
 
     airflow = AirflowControlPlane(
         instance,
@@ -192,7 +184,13 @@ def airflow_instance() -> None:
         )
 
     if settings.metrics.enabled:
-        Metrics(instance, MetricsArgs.from_settings(settings, namespace.name), opts=on_cluster)
+        Metrics(
+            instance,
+            MetricsArgs.from_settings(
+                settings, namespace.name, cnpg_cluster=database.cluster_name, cnpg_pooler=database.pooler_name
+            ),
+            opts=on_cluster,
+        )
 
     pulumi.export("url", airflow.url)
     pulumi.export("namespace", namespace.name)

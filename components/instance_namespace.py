@@ -3,9 +3,9 @@ component's objects go into it.
 
 It enforces Pod Security `restricted`, so a pod that is not locked down is refused by the API server
 instead of running; every pod this project creates is built to pass it. A ResourceQuota caps what the
-instance may use in total, so one team cannot starve another, and a LimitRange gives every container
-default requests and limits and a ceiling, so a task pod cannot drop its limits (seed 002's multi-team
-setup, where both were the answer to runaway DAGs).
+instance may use in total, so one team's runaway DAGs cannot starve the other instances on the cluster, and a
+LimitRange gives every container default requests and limits and a ceiling, so a task pod cannot drop its
+limits.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import LimitRangeSettings
+from components.component_base import kept_child, type_token
+from components.settings.namespace_sections import LimitRangeSettings
 
+COMPONENT = "namespace"
 POD_SECURITY_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
 }
@@ -30,7 +32,7 @@ class InstanceNamespaceArgs:
     # False: the namespace exists already (made by a platform team); we only place objects in it.
     create: bool = True
     team: str | None = None
-    # The ResourceQuota's `hard` amounts (components.capacity sizes them); None: no quota.
+    # The ResourceQuota's `hard` amounts (components.settings.capacity sizes them); None: no quota.
     quota: dict[str, str] | None = None
     limit_range: LimitRangeSettings | None = None
 
@@ -39,7 +41,7 @@ class InstanceNamespace(pulumi.ComponentResource):
     name: pulumi.Output[str]
 
     def __init__(self, name: str, args: InstanceNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:InstanceNamespace", name, None, opts)
+        super().__init__(type_token("InstanceNamespace"), name, None, opts)
         self.namespace = None
         if args.create:
             team = {"airflow-platform/team": args.team} if args.team else {}
@@ -47,12 +49,10 @@ class InstanceNamespace(pulumi.ComponentResource):
                 name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=args.name,
-                    labels={**kube.labels(args.instance, "namespace"), **POD_SECURITY_LABELS, **team},
+                    labels={**kube.labels(args.instance, COMPONENT), **POD_SECURITY_LABELS, **team},
                 ),
-                # Kept whenever the database in it is, or the namespace controller would delete the database with
-                # it. Said explicitly: the engine passes a component's retain_on_delete on to its children
-                # (pulumi/pulumi#19654), Pulumi's docs and its mocks do not.
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=bool(opts and opts.retain_on_delete)),
+                # Kept whenever the database in it is, or the namespace controller would delete the database with it.
+                opts=kept_child(self, opts),
             )
             self.name = self.namespace.metadata.name
         else:
@@ -62,7 +62,7 @@ class InstanceNamespace(pulumi.ComponentResource):
         self.register_outputs({"name": self.name})
 
     def _meta(self, args: InstanceNamespaceArgs, role: str) -> k8s.meta.v1.ObjectMetaArgs:
-        return kube.object_meta(args.instance, "namespace", self.name, kube.resource_name(args.instance, role))
+        return kube.object_meta(args.instance, COMPONENT, self.name, kube.resource_name(args.instance, role))
 
     def _quota(self, args: InstanceNamespaceArgs) -> k8s.core.v1.ResourceQuota:
         return k8s.core.v1.ResourceQuota(

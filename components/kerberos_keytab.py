@@ -14,9 +14,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import KerberosSettings, PlacementSettings
+from components.component_base import type_token
+from components.settings.namespace_sections import PlacementSettings
+from components.settings.sections import KerberosSettings
 
-COMPONENT = "kerberos"
+COMPONENT = kube.KERBEROS
 KEYTAB_DIR = "/etc/airflow-keytab"
 KEYTAB_PATH = f"{KEYTAB_DIR}/airflow.keytab"
 KRB5_CONFIG_DIR = "/etc/airflow-krb5"
@@ -52,6 +54,23 @@ def krb5_conf(settings: KerberosSettings) -> str:
 
 
 @dataclass
+class KerberosMounts:
+    """What KerberosKeytab hands to consumers of the ticket (AirflowControlPlane's pods and task pods)."""
+
+    volumes: list[k8s.core.v1.VolumeArgs]
+    volume_mounts: list[k8s.core.v1.VolumeMountArgs]
+    env: list[k8s.core.v1.EnvVarArgs]
+    principal: str
+    ccache_path: str
+    # Kerberos on the REST API (kerberos.apiAuth): the HTTP service keytab, for the api-server only.
+    api_volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
+    api_volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+    api_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    # (Secret, its data): the api-server's config checksum covers the keytab too.
+    api_keytab: tuple | None = None
+
+
+@dataclass
 class KerberosKeytabArgs:
     instance: str
     namespace: pulumi.Input[str]
@@ -66,14 +85,15 @@ class KerberosKeytabArgs:
 
 
 class KerberosKeytab(pulumi.ComponentResource):
-    """Exposes `volumes`, `volume_mounts` and `env` for every pod that needs the ticket."""
+    """Exposes `mounts` (volumes, mounts and env) for every pod that needs the ticket."""
 
     volumes: list[k8s.core.v1.VolumeArgs]
     volume_mounts: list[k8s.core.v1.VolumeMountArgs]
     env: list[k8s.core.v1.EnvVarArgs]
+    mounts: KerberosMounts
 
     def __init__(self, name: str, args: KerberosKeytabArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:KerberosKeytab", name, None, opts)
+        super().__init__(type_token("KerberosKeytab"), name, None, opts)
         self._args = args
         child = pulumi.ResourceOptions(parent=self)
 
@@ -130,6 +150,17 @@ class KerberosKeytab(pulumi.ComponentResource):
         ]
         self.renewer = self._renewer()
         self._api_keytab()
+        self.mounts = KerberosMounts(
+            volumes=self.volumes,
+            volume_mounts=self.volume_mounts,
+            env=self.env,
+            principal=args.settings.principal,
+            ccache_path=CCACHE_PATH,
+            api_volumes=self.api_volumes,
+            api_volume_mounts=self.api_volume_mounts,
+            api_env=self.api_env,
+            api_keytab=(self.api_keytab_secret, self.api_keytab_data) if self.api_keytab_secret else None,
+        )
         self.register_outputs(
             {
                 "keytab_secret": self.keytab_secret.metadata.name,
@@ -163,7 +194,7 @@ class KerberosKeytab(pulumi.ComponentResource):
             )
         ]
         self.api_volume_mounts = [k8s.core.v1.VolumeMountArgs(name="api-keytab", mount_path=API_KEYTAB_DIR, read_only=True)]
-        # The acceptor keytab of GSSAPI; the instance's own keytab is not here, and never was. With `[core]
+        # The acceptor keytab of GSSAPI; the instance's own keytab stays with the renewer alone. With `[core]
         # security = kerberos` the `airflow` command overwrites KRB5_KTNAME with `[kerberos] keytab` before it
         # starts the server (airflow/__main__.py), so that setting must name the HTTP keytab too.
         self.api_env = [
@@ -199,7 +230,7 @@ class KerberosKeytab(pulumi.ComponentResource):
             # Yet `airflow kerberos` is a CLI command like any other: first it checks the database's migrations
             # (and exits "Database migration required" without one) and syncs log templates into it. Skip the
             # check, and give the sync a throwaway SQLite file on the writable /tmp: $AIRFLOW_HOME is on the
-            # read-only root. Found by tests/test_kerberos_kdc.py against the real Airflow.
+            # read-only root. tests/test_kerberos_kdc.py runs the renewer against the real Airflow and a KDC.
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__CHECK_MIGRATIONS", value="False"),
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", value=f"sqlite:///{RENEWER_DB}"),
         ]

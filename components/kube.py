@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pulumi
 import pulumi_kubernetes as k8s
 
 PROJECT = "airflow-platform"
@@ -39,16 +40,30 @@ MAX_NAME_LENGTH = 63
 # A CronJob's name is capped lower because the controller appends an 11-character suffix to its Jobs.
 MAX_CRONJOB_NAME_LENGTH = 52
 
+# The instance's components that run pods: each names its Deployment or Job, its ServiceAccount (WorkerRBAC makes
+# one each) and its pods' `app.kubernetes.io/component` label after itself.
+SCHEDULER = "scheduler"
+API_SERVER = "api-server"
+DAG_PROCESSOR = "dag-processor"
+TRIGGERER = "triggerer"
+TASK = "task"
+MIGRATE = "migrate"
+KERBEROS = "kerberos"
+STATSD_EXPORTER = "statsd-exporter"
+# The clean-up CronJob's pods: they run as MIGRATE, the account that owns schema-level work.
+DB_CLEANUP = "db-cleanup"
+AIRFLOW_COMPONENTS = (SCHEDULER, API_SERVER, DAG_PROCESSOR, TRIGGERER, TASK, MIGRATE)
+
 # Every role a component names an object after. Settings validation checks the instance name against the
 # longest of these, so a name that is too long is rejected before anything is created.
 ROLES = (
-    "api-server",
-    "scheduler",
-    "dag-processor",
-    "triggerer",
-    "task",
-    "migrate",
-    "kerberos",
+    API_SERVER,
+    SCHEDULER,
+    DAG_PROCESSOR,
+    TRIGGERER,
+    TASK,
+    MIGRATE,
+    KERBEROS,
     "keytab",
     "api-keytab",
     "api-plugins",
@@ -84,7 +99,7 @@ ROLES = (
     "task-egress",
     "pg-metrics",
     "pool-metrics",
-    "statsd-exporter",
+    STATSD_EXPORTER,
     "alerts",
 )
 CRONJOB_ROLES = ("cleanup",)
@@ -161,6 +176,21 @@ def object_meta(
     )
 
 
+def disruption_budget(
+    name: str, metadata: k8s.meta.v1.ObjectMetaArgs, match_labels: dict[str, str], opts: pulumi.ResourceOptions
+) -> k8s.policy.v1.PodDisruptionBudget:
+    """At most one of the pods `match_labels` selects is evicted at a time: replicas that one node drain can take
+    down together are one replica. Only for more than one replica, or the budget blocks every drain."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        name,
+        metadata=metadata,
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels)
+        ),
+        opts=opts,
+    )
+
+
 def other_namespaces(namespace) -> k8s.meta.v1.LabelSelectorArgs:
     """Every namespace but the instance's own: where Prometheus may scrape from. Task pods, which run user code
     in the instance's namespace and may leave it through an ipBlock, must not read the exporters."""
@@ -225,8 +255,8 @@ GIT_SYNC_EPHEMERAL_STORAGE = ("64Mi", "3Gi")
 
 
 def resource_requirements(resources, ephemeral_storage=AIRFLOW_EPHEMERAL_STORAGE) -> k8s.core.v1.ResourceRequirementsArgs:
-    """Requests and limits from a settings `Resources` (both are always set: see seed 002's OOMKilled pods),
-    with ephemeral storage."""
+    """Requests and limits from a settings `Resources`, with ephemeral storage. Both are always set: a pod is
+    scheduled on what it asks for, and a container over its memory limit is the one killed, not a neighbour."""
     request, limit = ephemeral_storage
     return k8s.core.v1.ResourceRequirementsArgs(
         requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory, "ephemeral-storage": request},
@@ -237,10 +267,10 @@ def resource_requirements(resources, ephemeral_storage=AIRFLOW_EPHEMERAL_STORAGE
 # Where every Airflow process reads `airflow.cfg` from: nowhere. Before it runs any subcommand but `version`, the
 # `airflow` command of Airflow 3.3 writes a default airflow.cfg to AIRFLOW_CONFIG (default
 # $AIRFLOW_HOME/airflow.cfg) unless that path exists (airflow/__main__.py calls
-# configuration.write_default_airflow_configuration_if_needed). The official image ships no airflow.cfg and our
-# root filesystem is read-only, so every Airflow container died at start with `OSError: [Errno 30] Read-only file
-# system: '/opt/airflow/airflow.cfg'`. Every setting of ours is an AIRFLOW__* variable and the file has nothing to
-# add, so it is /dev/null: present in every container (the OCI runtime creates it), not a directory, empty when
+# configuration.write_default_airflow_configuration_if_needed). The official image ships no airflow.cfg and our root
+# filesystem is read-only, so without this every Airflow container dies at start with `OSError: [Errno 30] Read-only
+# file system: '/opt/airflow/airflow.cfg'`. Every setting of ours is an AIRFLOW__* variable and the file has nothing
+# to add, so it is /dev/null: present in every container (the OCI runtime creates it), not a directory, empty when
 # read. Airflow reads it as an empty file and writes nothing.
 AIRFLOW_CONFIG_FILE = "/dev/null"
 

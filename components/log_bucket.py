@@ -9,14 +9,17 @@ components.log_bucket_props.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi.dynamic as dynamic
 
+from components.component_base import kept_child, type_token
 from components.log_bucket_props import SECRET_KEYS, bucket_name_errors, logs_url
 from components.log_bucket_provider import BucketProvider, provider_version
+from components.s3_access import bucket_policy
 
 # --- the resource and the component --------------------------------------------------------------------------
 
@@ -93,7 +96,7 @@ class LogBucket(pulumi.ComponentResource):
     connection: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: LogBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("airflow-platform:index:LogBucket", name, None, opts)
+        super().__init__(type_token("LogBucket"), name, None, opts)
         problems = [f"bucket_name '{args.bucket_name}': {p}" for p in bucket_name_errors(args.bucket_name)]
         if args.retention_days <= 0:
             problems.append(f"retention_days must be greater than 0 (got {args.retention_days})")
@@ -127,12 +130,7 @@ class LogBucket(pulumi.ComponentResource):
                 "provider_version": provider_version(),
                 "bucket_policy": _policy_text(args),
             },
-            pulumi.ResourceOptions(
-                parent=self,
-                additional_secret_outputs=list(SECRET_KEYS),
-                # The SDK passes `protect` from a component to its children but not `retain_on_delete`.
-                retain_on_delete=bool(opts and opts.retain_on_delete),
-            ),
+            kept_child(self, opts, additional_secret_outputs=list(SECRET_KEYS)),
         )
 
         # Known in the program, not taken from the bucket's outputs: outputs are unknown in a preview while the
@@ -179,10 +177,6 @@ class LogBucket(pulumi.ComponentResource):
 
 
 def _policy_text(args: LogBucketArgs) -> str | None:
-    import json
-
-    from components.s3_access import bucket_policy
-
     policy = bucket_policy(
         args.bucket_name, args.log_prefix, args.backup_prefix, args.log_principal, args.backup_principal
     )

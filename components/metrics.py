@@ -20,7 +20,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kube, metrics_catalog
-from components.config import MetricsSettings, PlacementSettings, Settings
+from components.component_base import type_token
+from components.settings import Settings
+from components.settings.namespace_sections import MetricsSettings, PlacementSettings
 from components.metrics_catalog import (
     EXPORTER_UID,
     METRICS_PORT,
@@ -51,10 +53,16 @@ class MetricsArgs:
     network_policy: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings, namespace: pulumi.Input[str]) -> MetricsArgs:
-        cnpg = settings.postgres.mode == "cnpg"
-        pooler = settings.name("pgbouncer") if cnpg else None
-        cluster = settings.name("pg") if cnpg else None
+    def from_settings(
+        cls,
+        settings: Settings,
+        namespace: pulumi.Input[str],
+        cnpg_cluster: str | None = None,
+        cnpg_pooler: str | None = None,
+    ) -> MetricsArgs:
+        """The section Metrics reads, with the names PostgresCluster gave its Cluster and Pooler (None for an
+        external database)."""
+        cluster, pooler = cnpg_cluster, cnpg_pooler
         rules = RuleContext(
             namespace=settings.kubernetes_namespace,
             exporter_job=settings.name(COMPONENT),
@@ -91,7 +99,7 @@ def mapping_yaml() -> str:
 
 class Metrics(pulumi.ComponentResource):
     def __init__(self, name: str, args: MetricsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:Metrics", name, None, opts)
+        super().__init__(type_token("Metrics"), name, None, opts)
         self._args = args
         self._name = name
         self.object_name = kube.resource_name(args.instance, COMPONENT)
@@ -115,8 +123,8 @@ class Metrics(pulumi.ComponentResource):
             self.pod_monitors = [
                 self._pod_monitor(role, label, value)
                 for role, label, value in (
-                    ("pg", "cnpg.io/cluster", args.cnpg_cluster),
-                    ("pgbouncer", "cnpg.io/poolerName", args.cnpg_pooler),
+                    ("pg", kube.CNPG_CLUSTER_LABEL, args.cnpg_cluster),
+                    ("pgbouncer", kube.CNPG_POOLER_LABEL, args.cnpg_pooler),
                 )
                 if value is not None
             ]

@@ -1,7 +1,7 @@
 """What we measure and what we alert on, in one place: the StatsD settings Airflow gets, the statsd_exporter
 mapping, and every alert with its runbook line. The Metrics component renders the ConfigMap and the
-PrometheusRule from here, the alert table of docs/metrics-and-alerts.md is generated from here (`python -m
-components.metrics_catalog`, a test fails when it is stale), and the promtool tests load the rules rendered from here.
+PrometheusRule from here, the alert table of docs/metrics-and-alerts.md is generated from here (scripts/gen-docs;
+a test fails when it is stale), and the promtool tests load the rules rendered from here.
 
 Why StatsD and not OpenTelemetry: Airflow's StatsD path sends UDP datagrams, so a missing or restarting exporter
 never slows or breaks a scheduler loop; with `statsd_influxdb_enabled` every tag Airflow attaches (dag_id,
@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from components import kube
+
 EXPORTER_VERSION = "v0.31.0"  # toolchain/statsd_exporter/go.mod builds the same version for the tests
 EXPORTER_IMAGE = f"quay.io/prometheus/statsd-exporter:{EXPORTER_VERSION}"
 STATSD_PORT = 9125
 METRICS_PORT = 9102
-COMPONENT = "statsd-exporter"
+COMPONENT = kube.STATSD_EXPORTER
 # CloudNativePG's own exporters, in the PostgreSQL instance pods and the PgBouncer pods.
 POSTGRES_EXPORTER_PORT = 9187
 PGBOUNCER_EXPORTER_PORT = 9127
@@ -314,30 +316,3 @@ def alerts_markdown() -> str:
         rows.append(f"| ({what}) | — | not visible | — | {why} |")
     return "\n".join(rows)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m components.metrics_catalog`: regenerate docs/metrics-and-alerts.md's alert table from ALERTS."""
-    import argparse
-    from pathlib import Path
-
-    argparse.ArgumentParser(
-        prog="python -m components.metrics_catalog",
-        description="Regenerate docs/metrics-and-alerts.md's alert table (between <!-- alerts:begin --> and "
-        "<!-- alerts:end -->) from the alerts defined in components/metrics_catalog.py. Takes no arguments; writes "
-        "docs/metrics-and-alerts.md.",
-    ).parse_args(argv)
-    page = Path(__file__).resolve().parent.parent / "docs" / "metrics-and-alerts.md"
-    begin, end = "<!-- alerts:begin -->", "<!-- alerts:end -->"
-    text = page.read_text()
-    if begin not in text or end not in text:
-        raise SystemExit(f"docs/metrics-and-alerts.md has no {begin} ... {end} block")
-    head, rest = text.split(begin, 1)
-    page.write_text(f"{head}{begin}\n{alerts_markdown()}\n{end}{rest.split(end, 1)[1]}")
-    print("docs/metrics-and-alerts.md's alert table regenerated from components/metrics_catalog.py")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

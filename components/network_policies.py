@@ -33,12 +33,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube, metrics_catalog
-from components.config import NetworkSettings
-from components.worker_rbac import API_SERVER, DAG_PROCESSOR, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.component_base import type_token
+from components.kube import API_SERVER, DAG_PROCESSOR, DB_CLEANUP, MIGRATE, SCHEDULER, TASK, TRIGGERER
+from components.settings.namespace_sections import NetworkSettings
 
 # The components that talk to the database: the four long-running ones, the migration Job and the clean-up
 # CronJob (whose pods carry the component label `db-cleanup`).
-DB_CLEANUP = "db-cleanup"
 DATABASE_CLIENTS = (API_SERVER, SCHEDULER, DAG_PROCESSOR, TRIGGERER, MIGRATE, DB_CLEANUP)
 
 
@@ -70,7 +70,7 @@ class NetworkPolicies(pulumi.ComponentResource):
     names: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:NetworkPolicies", name, None, opts)
+        super().__init__(type_token("NetworkPolicies"), name, None, opts)
         self._args = args
         self.policies: dict[str, k8s.networking.v1.NetworkPolicy] = {}
         self._deny_ingress()

@@ -24,8 +24,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import images, kube
-from components.config import PlacementSettings, PostgresSettings
-from components.restore_source import RestoreSource
+from components.component_base import kept_child, type_token
+from components.settings.namespace_sections import PlacementSettings
+from components.settings.restore_source import RestoreSource
+from components.settings.sections import PostgresSettings
 
 DATABASE = "airflow"
 OWNER = "airflow"
@@ -42,7 +44,6 @@ class BackupDestination:
 
     bucket: pulumi.Input[str]
     prefix: str
-    region: str
     # As PostgreSQL's pods reach the store (s3.podEndpointUrl); None: AWS.
     endpoint_url: str | None = None
     ca_bundle: str | None = None
@@ -59,7 +60,7 @@ class PostgresClusterArgs:
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     external_uri: pulumi.Input[str] | None = None
     backup: BackupDestination | None = None
-    # Bootstrap from these backups instead of an empty database (components/restore_source.py).
+    # Bootstrap from these backups instead of an empty database (components/settings/restore_source.py).
     restore: RestoreSource | None = None
 
 
@@ -71,10 +72,9 @@ class PostgresCluster(pulumi.ComponentResource):
     sqlalchemy_url: pulumi.Output[str]
 
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:PostgresCluster", name, None, opts)
+        super().__init__(type_token("PostgresCluster"), name, None, opts)
         self._args = args
-        # Children inherit `protect` from a component but not `retain_on_delete`: pass it on explicitly.
-        self._retain_on_delete = bool(opts and opts.retain_on_delete)
+        self._options = opts
         # The names CloudNativePG labels its pods with (None in external mode: nothing runs here).
         self.cluster_name = self.pooler_name = None
         self.cluster = self.pooler = self.pooler_budget = self.object_store = self.scheduled_backup = None
@@ -111,21 +111,34 @@ class PostgresCluster(pulumi.ComponentResource):
         )
 
     def _child(self, **extra) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, retain_on_delete=self._retain_on_delete, **extra)
+        return kept_child(self, self._options, **extra)
 
     def _create_cluster(self) -> None:
-        args, settings = self._args, self._args.settings
-        self.cluster_name = cluster_name = kube.resource_name(args.instance, "pg")
-        self.pooler_name = pooler_name = kube.resource_name(args.instance, "pgbouncer")
+        args = self._args
+        self.cluster_name = kube.resource_name(args.instance, "pg")
+        self.pooler_name = kube.resource_name(args.instance, "pgbouncer")
+        password = self._password()
+        credentials = self._credentials(password)
+        self.object_store = self._backup_store()
+        self.restore_store = self._restore_store()
+        self.cluster = self._cluster(credentials)
+        self.pooler = self._pooler()
+        self.pooler_budget = self._pooler_budget() if args.settings.pooler_instances > 1 else None
+        self.scheduled_backup = self._scheduled_backup() if self.object_store is not None else None
+        self._connect_through_pooler(password)
 
-        password = random.RandomPassword(
+    def _password(self) -> random.RandomPassword:
+        return random.RandomPassword(
             f"{self._name}-password",
             length=32,
             # Letters and digits only: the password goes into a URL and a PgBouncer auth file unescaped.
             special=False,
             opts=self._child(),
         )
-        credentials = k8s.core.v1.Secret(
+
+    def _credentials(self, password: random.RandomPassword) -> k8s.core.v1.Secret:
+        """The owner's login, which CloudNativePG sets when it creates the database (fresh or restored)."""
+        return k8s.core.v1.Secret(
             f"{self._name}-credentials",
             metadata=self._meta("db-credentials"),
             type="kubernetes.io/basic-auth",
@@ -133,6 +146,25 @@ class PostgresCluster(pulumi.ComponentResource):
             opts=self._child(),
         )
 
+    def _backup_store(self):
+        """Where WAL and base backups go, with Barman's retention policy; None when backups are off."""
+        args, backups = self._args, self._args.settings.backups
+        if not (backups.enabled and args.backup is not None):
+            return None
+        backup = args.backup
+        return self._object_store("pg-backups", backup.bucket, backup.prefix, backup.endpoint_url, f"{backups.retention_days}d")
+
+    def _restore_store(self):
+        """The backups to bootstrap from; None unless the stack restores."""
+        restore = self._args.restore
+        if restore is None:
+            return None
+        # No retention policy: the plugin would expire the source's backups by it, and a branch stack must
+        # never delete prod's.
+        return self._object_store("pg-restore", restore.bucket, restore.prefix, restore.endpoint_url, None)
+
+    def _cluster_spec(self, credentials: k8s.core.v1.Secret) -> dict:
+        args, settings = self._args, self._args.settings
         spec: dict = {
             "instances": settings.instances,
             "imageName": settings.image_name,
@@ -155,19 +187,13 @@ class PostgresCluster(pulumi.ComponentResource):
                 ),
             },
         }
-        if settings.backups.enabled and args.backup is not None:
-            self.object_store = self._object_store(
-                "pg-backups", args.backup.bucket, args.backup.prefix, args.backup.endpoint_url, f"{settings.backups.retention_days}d"
-            )
+        if self.object_store is not None:
             parameters = {"barmanObjectName": kube.resource_name(args.instance, "pg-backups")}
             if settings.backups.server_name:
                 parameters["serverName"] = settings.backups.server_name
             spec["plugins"] = [{"name": BARMAN_PLUGIN, "isWALArchiver": True, "parameters": parameters}]
         if args.restore is not None:
             restore = args.restore
-            # No retention policy: the plugin would expire the source's backups by it, and a branch stack must
-            # never delete prod's.
-            self.restore_store = self._object_store("pg-restore", restore.bucket, restore.prefix, restore.endpoint_url, None)
             recovery: dict = {"source": RESTORE_SOURCE, "database": DATABASE, "owner": OWNER,
                               # The owner gets this stack's password, not the source's.
                               "secret": {"name": credentials.metadata.name}}
@@ -186,21 +212,23 @@ class PostgresCluster(pulumi.ComponentResource):
                     },
                 }
             ]
+        return spec
 
-        self.cluster = k8s.apiextensions.CustomResource(
+    def _cluster(self, credentials: k8s.core.v1.Secret) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
             f"{self._name}-cluster",
             api_version="postgresql.cnpg.io/v1",
             kind="Cluster",
             # `pulumi up` waits until the operator reports the database Ready, so the migration Job that
             # depends on this component never starts against a database that is still initialising.
             metadata=kube.object_meta(
-                args.instance,
+                self._args.instance,
                 COMPONENT,
-                args.namespace,
-                cluster_name,
+                self._args.namespace,
+                self.cluster_name,
                 annotations={"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "1200"},
             ),
-            spec=spec,
+            spec=self._cluster_spec(credentials),
             # CloudNativePG reads the bootstrap once, when it creates the cluster: restoring means creating it
             # (README: restoring the database), and adding or removing `restore` later changes nothing live.
             opts=self._child(
@@ -208,20 +236,23 @@ class PostgresCluster(pulumi.ComponentResource):
                 ignore_changes=["spec.bootstrap", "spec.externalClusters"],
             ),
         )
-        self.pooler = k8s.apiextensions.CustomResource(
+
+    def _pooler(self) -> k8s.apiextensions.CustomResource:
+        settings = self._args.settings
+        return k8s.apiextensions.CustomResource(
             f"{self._name}-pooler",
             api_version="postgresql.cnpg.io/v1",
             kind="Pooler",
             # Deleted in the background: under the engine's default foreground deletion the Pooler waits for its
-            # Deployment to go, while CloudNativePG (before its fix for cloudnative-pg#11360) recreates that
-            # Deployment for a Pooler being deleted, so `destroy` never finished. The garbage collector removes
-            # the Deployment once the Pooler is gone.
+            # Deployment to go, while CloudNativePG releases without the fix for cloudnative-pg#11360 recreate
+            # that Deployment for a Pooler being deleted, and `destroy` would never finish. The garbage collector
+            # removes the Deployment once the Pooler is gone.
             metadata=self._meta("pgbouncer", {POOLER_DELETION[0]: POOLER_DELETION[1]}),
             spec={
-                "cluster": {"name": cluster_name},
+                "cluster": {"name": self.cluster_name},
                 "instances": settings.pooler_instances,
                 "type": "rw",
-                "template": self._pooler_template(pooler_name),
+                "template": self._pooler_template(self.pooler_name),
                 "pgbouncer": {
                     "poolMode": "transaction",
                     "parameters": {
@@ -232,35 +263,32 @@ class PostgresCluster(pulumi.ComponentResource):
             },
             opts=self._child(depends_on=[self.cluster]),
         )
-        if settings.pooler_instances > 1:
-            # Two PgBouncers that one node drain can take down together are one PgBouncer.
-            self.pooler_budget = k8s.policy.v1.PodDisruptionBudget(
-                f"{self._name}-pooler",
-                metadata=self._meta("pgbouncer"),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    max_unavailable=1,
-                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels={kube.CNPG_POOLER_LABEL: pooler_name}),
-                ),
-                opts=self._child(),
-            )
-        if self.object_store is not None:
-            self.scheduled_backup = k8s.apiextensions.CustomResource(
-                f"{self._name}-daily-backup",
-                api_version="postgresql.cnpg.io/v1",
-                kind="ScheduledBackup",
-                metadata=self._meta("pg-daily"),
-                spec={
-                    "schedule": settings.backups.schedule,
-                    "cluster": {"name": cluster_name},
-                    "method": "plugin",
-                    "pluginConfiguration": {"name": BARMAN_PLUGIN},
-                    "backupOwnerReference": "self",
-                    "immediate": True,
-                },
-                opts=self._child(depends_on=[self.cluster]),
-            )
 
-        self.host = pulumi.Output.concat(pooler_name, ".", args.namespace, ".svc")
+    def _pooler_budget(self) -> k8s.policy.v1.PodDisruptionBudget:
+        return kube.disruption_budget(
+            f"{self._name}-pooler", self._meta("pgbouncer"), {kube.CNPG_POOLER_LABEL: self.pooler_name}, self._child()
+        )
+
+    def _scheduled_backup(self) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-daily-backup",
+            api_version="postgresql.cnpg.io/v1",
+            kind="ScheduledBackup",
+            metadata=self._meta("pg-daily"),
+            spec={
+                "schedule": self._args.settings.backups.schedule,
+                "cluster": {"name": self.cluster_name},
+                "method": "plugin",
+                "pluginConfiguration": {"name": BARMAN_PLUGIN},
+                "backupOwnerReference": "self",
+                "immediate": True,
+            },
+            opts=self._child(depends_on=[self.cluster]),
+        )
+
+    def _connect_through_pooler(self, password: random.RandomPassword) -> None:
+        """The component's outputs: Airflow reaches the database through the Pooler's Service."""
+        self.host = pulumi.Output.concat(self.pooler_name, ".", self._args.namespace, ".svc")
         self.port = pulumi.Output.from_input(kube.POSTGRES_PORT)
         self.database = pulumi.Output.from_input(DATABASE)
         self.user = pulumi.Output.from_input(OWNER)

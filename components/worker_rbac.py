@@ -17,16 +17,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-
-SCHEDULER = "scheduler"
-API_SERVER = "api-server"
-DAG_PROCESSOR = "dag-processor"
-TRIGGERER = "triggerer"
-TASK = "task"
-MIGRATE = "migrate"
-KERBEROS = "kerberos"
-
-AIRFLOW_COMPONENTS = (SCHEDULER, API_SERVER, DAG_PROCESSOR, TRIGGERER, TASK, MIGRATE)
+from components.component_base import type_token
+from components.kube import AIRFLOW_COMPONENTS, API_SERVER, KERBEROS, SCHEDULER, TASK
 
 
 def _rule(resources: list[str], verbs: list[str]) -> k8s.rbac.v1.PolicyRuleArgs:
@@ -58,7 +50,7 @@ class WorkerRBAC(pulumi.ComponentResource):
     service_account_names: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: WorkerRBACArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("airflow-platform:index:WorkerRBAC", name, None, opts)
+        super().__init__(type_token("WorkerRBAC"), name, None, opts)
         self._args = args
         components = AIRFLOW_COMPONENTS + ((KERBEROS,) if args.kerberos_enabled else ())
         self.service_accounts = {component: self._service_account(component) for component in components}

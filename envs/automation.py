@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import recovery
-from components.config import PROJECT
+from components.settings import PROJECT
 from envs.listing import StackInfo, short_stack_name
 from envs.naming import is_branch_stack
 

@@ -10,7 +10,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from components.config import PROJECT, ConfigError, config_text, parse_settings
+from components.settings import PROJECT, ConfigError, parse_settings
+from components.settings.stack_files import config_text
 from envs.naming import branch_instance_name, normalize_branch
 from envs.template import dev_template
 

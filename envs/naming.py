@@ -17,10 +17,10 @@ import re
 import unicodedata
 
 from components import kube
-from components.config import Settings
+from components.settings import Settings
 from components.log_bucket_props import bucket_name_errors
+from policy.rules import BRANCH_STACK_PREFIX as PREFIX
 
-PREFIX = "br-"
 HASH_LENGTH = 6
 DEFAULT_AIRFLOW_VERSION = Settings.model_fields["airflow_version"].default
 

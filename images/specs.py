@@ -32,7 +32,7 @@ def program_refs() -> dict[str, str]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from components import images as program_images
-    from components.config import Settings
+    from components.settings import Settings
 
     from images import standins
 

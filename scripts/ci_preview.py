@@ -37,10 +37,15 @@ from typing import Any, Callable, Iterable
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as `scripts/ci_preview.py`, the repository itself is not on the path.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from policy.rules import BRANCH_STACK_PREFIX  # noqa: E402  (one definition, which the policy pack reads too)
+
 MARKER = "<!-- airflow-platform-preview -->"
 PROGRAM_PATHS = ("__main__.py", "Pulumi.yaml", "components/", "policy/")
 STACK_FILE = re.compile(r"^Pulumi\.([A-Za-z0-9_.-]+)\.yaml$")
-BRANCH_STACK_PREFIX = "br-"
 MAX_COMMENT = 60000  # GitHub refuses comments over 65536 characters; GitLab allows far more
 NULL_SHA = "0" * 40
 
@@ -315,8 +320,6 @@ def post(forge, body: str, out: Callable[[str], None] = print) -> str:
 def open_engine_stack(stack: str):
     """Stack `stack` of the repository, selected or created (a stack file committed in this change may name a
     stack the backend has not seen yet), with our program inline and the backend the environment names."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     import engine
 
     try:
@@ -332,8 +335,6 @@ def _policy_pack() -> str:
 def execute(handle, mode: str) -> str:
     """Preview (with the policy pack, as engine.preview does for every tool) or update one stack; its output."""
     if mode == "apply":
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
         import recovery
 
         # Not on a stack an interrupted deploy left, nor beside another deploy of it; a failure says what failed
@@ -342,8 +343,6 @@ def execute(handle, mode: str) -> str:
         result = recovery.up(handle, color="never", diff=True, suppress_outputs=True, policy_packs=[_policy_pack()],
                              show_secrets=False)
     else:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
         import engine
 
         result = engine.preview(handle, diff=True, suppress_outputs=True)

@@ -200,7 +200,7 @@ def pod_endpoint_notice(s3: dict, endpoint: str) -> str:
     """What the rendered pods are told about S3, and what to do when that is this machine's loopback."""
     from urllib.parse import urlsplit
 
-    from components.stack_rules import is_loopback_host
+    from components.settings.stack_rules import is_loopback_host
 
     url = s3.get("podEndpointUrl") or s3.get("endpointUrl") or endpoint
     source = "s3.podEndpointUrl" if s3.get("podEndpointUrl") else "s3.podEndpointUrl is unset, so s3.endpointUrl"

@@ -176,7 +176,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def stack_config(values: dict[str, Any]) -> dict[str, str]:
     """Config as the engine hands it to a program: structured values as JSON text, scalars as strings."""
-    from components.config import config_text
+    from components.settings.stack_files import config_text
 
     return {f"{PROJECT}:{key}": config_text(value) for key, value in values.items()}
 

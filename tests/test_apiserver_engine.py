@@ -44,7 +44,7 @@ def open_test_stack(name: str, work, kubeconfig, s3_endpoint, **config) -> auto.
               "s3": {"endpointUrl": s3_endpoint, "podEndpointUrl": POD_S3_ENDPOINT, "bucket": f"{name}-logs",
                      "forceDestroy": True}}
     for key, value in values.items():
-        from components.config import config_text
+        from components.settings.stack_files import config_text
 
         stack.set_config(f"airflow-platform:{key}", auto.ConfigValue(config_text(value)))
     stack.set_config("airflow-platform:s3AccessKeyId", auto.ConfigValue(ACCESS_KEY, secret=True))

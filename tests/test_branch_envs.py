@@ -266,7 +266,7 @@ def test_list_shows_what_each_environment_reserves_and_costs_and_the_total():
 
 
 def test_a_branch_environment_fits_in_one_core_and_two_and_a_half_gib_everything_counted():
-    from components.config import parse_settings
+    from components.settings import parse_settings
     from components.footprint import GIB, footprint
 
     _, plain, secrets = cli.branch_config("feature/x", dags_repo=REPO, env={})

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from components import kube
-from components.config import ConfigError, Settings, parse_settings
+from components.settings import ConfigError, Settings, parse_settings
 from tests.harness import ROOT, StackRun, run_stack
 
 KEYTAB = base64.b64encode(b"\x05\x02fake-keytab").decode()
@@ -71,7 +71,7 @@ def test_keytab_that_is_not_base64_is_rejected_without_echoing_it():
 
 
 def test_secret_keys_must_be_stored_encrypted():
-    from components.config import load_settings
+    from components.settings import load_settings
     import pulumi
 
     def program():
@@ -201,7 +201,7 @@ def test_following_the_hinted_commands_makes_the_config_valid():
 
 
 def run_check(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "components.config", "check", *arguments], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "components.settings", "check", *arguments], cwd=ROOT,
                           capture_output=True, text=True)
 
 
@@ -232,12 +232,13 @@ def test_check_passes_a_committed_stack_file():
 def test_pulumi_yaml_and_the_settings_page_are_generated_from_the_model():
     import yaml
 
-    from components.config import PROJECT, config_reference_markdown, project_config_declarations
+    from components.settings import PROJECT
+    from components.settings.docs import config_reference_markdown, project_config_declarations
     from tests.harness import ROOT
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared == {f"{PROJECT}:{key}": value for key, value in project_config_declarations().items()}
-    assert config_reference_markdown() in (ROOT / "docs" / "settings.md").read_text(), "run: python -m components.config"
+    assert config_reference_markdown() in (ROOT / "docs" / "settings.md").read_text(), "run: scripts/gen-docs"
 
 
 def test_pulumi_yaml_declares_no_key_the_engine_would_require():

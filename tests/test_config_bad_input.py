@@ -1,9 +1,9 @@
 """Bad input at every door: every setting of the stack config, given values outside its domain, through the
 readers the program has.
 
-The doors are `components.config.load_settings`, which `pulumi up` runs on `pulumi.Config` (values exactly as the
+The doors are `components.settings.load_settings`, which `pulumi up` runs on `pulumi.Config` (values exactly as the
 engine hands them over: scalars as text, objects as JSON text), and `check_stack_file`, which
-`python -m components.config check` runs on a `Pulumi.<stack>.yaml`. For every setting and every hostile value
+`python -m components.settings check` runs on a `Pulumi.<stack>.yaml`. For every setting and every hostile value
 (wrong types; empty, huge and negative values; control characters and line breaks; path traversal; shell text;
 non-URLs where a URL goes; numbers and quantities far beyond what the cluster or the service takes) exactly one
 thing may happen: the value is accepted and lies within the setting's domain, or the one error is a
@@ -12,7 +12,7 @@ allowed. Any other exception is a failure; both doors must agree.
 
 The settings are enumerated from the model's JSON schema, so a setting added to the model is covered without a
 new test, and the domain checks read the same schema: minimum and maximum of numbers, maxItems and
-maxProperties of collections, maxLength of text, and the marks of components/config_rules.py (`freeText`: any
+maxProperties of collections, maxLength of text, and the marks of components/settings/value_types.py (`freeText`: any
 printable text is safe where it goes; `multiLine`; `quantity`, with its maximum). A string setting that is not
 `freeText` must refuse shell command substitution and '..' path segments.
 
@@ -37,9 +37,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
-from components.config import PROJECT, ConfigError, Settings, config_text, cpu_cores, load_settings, memory_bytes
-from components.config import secret_keys
-from components.stack_config import check_stack_file
+from components.settings import PROJECT, ConfigError, Settings, load_settings
+from components.settings.cli import check_stack_file
+from components.settings.fields import secret_keys
+from components.settings.rules import cpu_cores, memory_bytes
+from components.settings.stack_files import config_text
 
 SCHEMA = Settings.model_json_schema(by_alias=True)
 SECRET_KEYS = secret_keys()
@@ -597,7 +599,7 @@ def test_a_value_cannot_forge_a_problem_line():
 
 def test_a_task_pod_that_requests_nothing_still_has_its_quota_sized():
     """It was a ZeroDivisionError: how many task pods fit was divided by the task pod's request."""
-    from components import capacity
+    from components.settings import capacity
 
     settings_object = read_as_pulumi_up({"taskPod": {"resources": _resources("0", "0", "2", "2Gi")}})
     assert capacity.task_pods_that_fit(settings_object) == settings_object.quota.concurrent_tasks

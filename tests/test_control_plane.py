@@ -457,3 +457,20 @@ def test_kerberos_ticket_reaches_scheduler_api_server_and_task_pods_but_not_the_
             assert "dev-keytab" not in secrets, name
     env = {e["name"]: e["value"] for e in task_template(run)["spec"]["containers"][0]["env"]}
     assert env["KRB5CCNAME"] == "FILE:/var/run/airflow-krb5/krb5cc"
+
+
+def test_control_plane_objects_wait_for_the_namespace_and_pods_for_their_service_account():
+    """On a new stack the engine creates the namespace before anything in it, and a pod's service account before
+    the Deployment or Job that runs as it (its Role is bound before the migration runs: `migrate_after`)."""
+    run = prod()
+    namespace = run.one("Namespace").urn
+    accounts = {account.k8s_name: account.urn for account in run.of_kind("ServiceAccount")}
+    for kind in ("ConfigMap", "Secret", "Service", "Ingress", "PodDisruptionBudget", "Job", "CronJob"):
+        for resource in run.of_kind(kind):
+            if resource.parent.endswith("AirflowControlPlane::prod"):
+                assert namespace in resource.dependencies, (kind, resource.k8s_name)
+    for component in LONG_RUNNING:
+        assert accounts[f"prod-{component}"] in run.one("Deployment", f"prod-{component}").dependencies
+    assert accounts["prod-migrate"] in run.one("CronJob", "prod-cleanup").dependencies
+    # The scheduler launches task pods from the template, as the task account.
+    assert accounts["prod-task"] in run.one("ConfigMap", "prod-pod-template").dependencies

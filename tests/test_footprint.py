@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import parse_settings
+from components.settings import parse_settings
 from components.footprint import GIB, Defaults, container, footprint, from_manifests, stack_outputs
 from envs.cli import branch_config
 from tests.harness import run_stack

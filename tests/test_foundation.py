@@ -173,7 +173,7 @@ def test_backups_without_static_keys_inherit_the_pods_iam_role():
 
 def test_airflow_connects_through_the_pooler_with_a_secret_url():
     from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
-    from components.config import PostgresSettings
+    from components.settings.sections import PostgresSettings
     import pulumi
 
     seen = {}

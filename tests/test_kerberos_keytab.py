@@ -70,7 +70,7 @@ def test_renewer_runs_airflow_kerberos_into_the_shared_cache_and_is_probed_on_ti
 
 
 def test_consumers_get_volumes_mounts_and_env_for_the_ticket():
-    from components.config import KerberosSettings
+    from components.settings.sections import KerberosSettings
     from components.kerberos_keytab import KerberosKeytab, KerberosKeytabArgs
 
     seen = {}
@@ -158,7 +158,7 @@ def test_a_new_http_keytab_rolls_the_api_server_alone():
 def test_api_auth_without_its_keytab_or_with_simple_auth_or_without_kerberos_is_refused():
     import pytest
 
-    from components.config import ConfigError
+    from components.settings import ConfigError
 
     with pytest.raises(ConfigError) as error:
         run_stack({"kerberos": {**KERBEROS_CONFIG["kerberos"], "apiAuth": True}}, {"kerberosKeytab": KEYTAB_B64})

@@ -8,8 +8,9 @@ import json
 import pytest
 import yaml
 
-from components import capacity, images, kube
-from components.config import ConfigError, parse_settings
+from components import images, kube
+from components.settings import ConfigError, capacity, parse_settings
+from components.settings.docs import stacks_capacity_markdown
 from components.s3_access import bucket_policy, identity_policies
 from policy import rules
 from tests.harness import ROOT, run_stack
@@ -328,7 +329,7 @@ def test_a_pod_refused_by_the_quota_waits_instead_of_failing_its_task():
 
 def rendered_need(run):
     """The quota-relevant requests of what the program renders, counted independently of capacity.py."""
-    from components.config import cpu_cores, memory_bytes
+    from components.settings.rules import cpu_cores, memory_bytes
 
     def pod_need(spec, replicas):
         def total(items):
@@ -374,8 +375,8 @@ def test_a_quota_that_cannot_hold_the_control_plane_and_one_task_is_refused():
 
 
 def test_the_capacity_page_shows_each_stacks_capacity():
-    assert capacity.stacks_capacity_markdown() in (ROOT / "docs" / "capacity-and-cost.md").read_text(), (
-        "run: python -m components.config"
+    assert stacks_capacity_markdown() in (ROOT / "docs" / "capacity-and-cost.md").read_text(), (
+        "run: scripts/gen-docs"
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from components import metrics_catalog
-from components.config import ConfigError, parse_settings
+from components.settings import ConfigError, parse_settings
 from components.metrics_catalog import ALERTS, EXPORTER_IMAGE, EXPORTER_VERSION, STATSD_MAPPING
 from tests.harness import ROOT, run_stack
 
@@ -144,5 +144,5 @@ def test_every_alert_declares_the_series_it_reads_and_has_a_runbook():
 def test_the_alert_table_of_the_metrics_page_is_current():
     page = (ROOT / "docs" / "metrics-and-alerts.md").read_text()
     assert f"<!-- alerts:begin -->\n{metrics_catalog.alerts_markdown()}\n<!-- alerts:end -->" in page, (
-        "docs/metrics-and-alerts.md's alert table is stale: run `.venv/bin/python -m components.metrics_catalog`"
+        "docs/metrics-and-alerts.md's alert table is stale: run scripts/gen-docs"
     )

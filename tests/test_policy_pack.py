@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from components.config import ConfigError
+from components.settings import ConfigError
 from policy import rules
 from policy.rules import UNKNOWN, Checked
 from tests.harness import ROOT, run_stack

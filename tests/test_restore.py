@@ -6,7 +6,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from components.config import ConfigError
+from components.settings import ConfigError
 from tests.harness import run_stack
 from tests.stacks import TEST_SECRETS, stack_file_config
 from tests.test_crd_schemas import _schema

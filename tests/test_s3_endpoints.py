@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from components.config import ConfigError, parse_settings
+from components.settings import ConfigError, parse_settings
 from tests.harness import ROOT, run_stack
 from tests.stacks import TEST_SECRETS, stack_file_config
 

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from components.config import secret_keys
-from components.stack_config import read_stack_file
+from components.settings.fields import secret_keys
+from components.settings.stack_files import read_stack_file
 from tests.harness import ROOT, run_stack
 from tests.stacks import TEST_SECRETS, stack_file_config
 
@@ -45,7 +45,7 @@ def test_team_quota_comes_from_its_stack_file():
 
 
 def test_task_pod_defaults_sit_inside_the_limit_range():
-    from components.config import cpu_cores, memory_bytes
+    from components.settings.rules import cpu_cores, memory_bytes
 
     for stack in (*TEAMS, "dev", "prod"):
         run = run_stack(stack_file_config(stack), dict(TEST_SECRETS), stack=stack)
@@ -58,7 +58,7 @@ def test_task_pod_defaults_sit_inside_the_limit_range():
 
 
 def test_limits_above_the_limit_range_are_refused_before_anything_is_created():
-    from components.config import ConfigError
+    from components.settings import ConfigError
 
     with pytest.raises(ConfigError) as error:
         run_stack({"limitRange": {"max": {"cpu": "1", "memory": "1Gi"}}}, stack="dev")

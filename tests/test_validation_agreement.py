@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ConfigError, parse_settings
+from components.settings import ConfigError, parse_settings
 from tests.harness import run_stack
 from tests.manifests import _integers, manifests, task_pod_template
 from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config

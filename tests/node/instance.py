@@ -220,7 +220,7 @@ def items(api: KubeAPI, path: str) -> list[dict]:
 
 
 def set_config(stack: auto.Stack, values: dict) -> None:
-    from components.config import config_text
+    from components.settings.stack_files import config_text
 
     for key, value in values.items():
         stack.set_config(f"airflow-platform:{key}", auto.ConfigValue(config_text(value)))

@@ -70,7 +70,7 @@ def test_built_references_are_the_rendered_ones():
 
 
 def test_airflow_image_carries_the_airflow_its_tag_names():
-    from components.config import Settings
+    from components.settings import Settings
 
     pins = (ROOT / "images" / "airflow" / "requirements.txt").read_text()
     assert AIRFLOW_VERSION_PIN.findall(pins) == [Settings.model_fields["airflow_version"].default]

@@ -16,8 +16,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from components import kube
+from components.settings.fields import SettingsFields
+from components.settings.sections import PostgresSettings, S3Settings
+from components.settings.stack_files import read_stack_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,7 @@ class RestoreSource:
     target_time: str | None
 
 
-def resolve(settings, root: Path = ROOT) -> tuple[RestoreSource | None, list[str]]:
-    from components.config import PostgresSettings, S3Settings
-    from components.stack_config import read_stack_file
-
+def resolve(settings: SettingsFields, root: Path = ROOT) -> tuple[RestoreSource | None, list[str]]:
     restore, backups = settings.postgres.restore, settings.postgres.backups
     problems: list[str] = []
     if settings.postgres.mode == "external":
@@ -79,5 +79,5 @@ def resolve(settings, root: Path = ROOT) -> tuple[RestoreSource | None, list[str
     return RestoreSource(bucket, prefix, server, endpoint, target), problems
 
 
-def restore_problems(settings) -> list[str]:
+def restore_problems(settings: SettingsFields) -> list[str]:
     return resolve(settings)[1]

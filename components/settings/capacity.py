@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from components import kube
-
-if TYPE_CHECKING:
-    from components.config import Settings
+from components.settings.fields import SettingsFields
+from components.settings.rules import cpu_cores, memory_bytes
 
 MEASURES = ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory")
 
@@ -48,8 +46,6 @@ class Need:
 
 
 def _container(resources) -> Need:
-    from components.config import cpu_cores, memory_bytes
-
     return Need(
         cpu_cores(resources.requests.cpu),
         memory_bytes(resources.requests.memory),
@@ -68,12 +64,12 @@ def pod(containers: list, init_containers: list = ()) -> Need:
     return Need(*total._values()[:4], 1)
 
 
-def task_pod(s: Settings) -> Need:
+def task_pod(s: SettingsFields) -> Need:
     init = [kube.GIT_SYNC_RESOURCES] if s.git_sync.enabled else []
     return pod([s.task_pod.resources], init)
 
 
-def control_plane(s: Settings) -> Need:
+def control_plane(s: SettingsFields) -> Need:
     """Every pod of the instance except task pods, with one surge pod per Deployment (a rolling update) and
     the migration and clean-up jobs (an upgrade can meet the nightly clean-up)."""
     wait = s.triggerer.resources  # the wait-for-migrations init container
@@ -107,7 +103,7 @@ def _quantity(measure: str, value: float) -> str:
     return f"{math.ceil(value / 2**20)}Mi"
 
 
-def quota_hard(s: Settings) -> dict[str, str]:
+def quota_hard(s: SettingsFields) -> dict[str, str]:
     """The ResourceQuota's `hard` amounts: the stack's own, or the control plane plus `concurrentTasks`."""
     q = s.quota
     need = control_plane(s) + task_pod(s) * q.concurrent_tasks
@@ -120,12 +116,10 @@ def quota_hard(s: Settings) -> dict[str, str]:
 
 
 def _amount(measure: str, text: str) -> float:
-    from components.config import cpu_cores, memory_bytes
-
     return cpu_cores(text) if measure.endswith("cpu") else memory_bytes(text)
 
 
-def task_pods_that_fit(s: Settings) -> int:
+def task_pods_that_fit(s: SettingsFields) -> int:
     """How many task pods run at once beside the control plane before the quota refuses the next."""
     hard = quota_hard(s)
     base, task = control_plane(s), task_pod(s)
@@ -139,7 +133,7 @@ def task_pods_that_fit(s: Settings) -> int:
     return max(min(fits), 0)
 
 
-def quota_problems(s: Settings) -> list[str]:
+def quota_problems(s: SettingsFields) -> list[str]:
     if task_pods_that_fit(s) >= 1:
         return []
     hard = quota_hard(s)
@@ -150,7 +144,7 @@ def quota_problems(s: Settings) -> list[str]:
     return [f"cannot hold the control plane (with a rolling update's surge pods) plus one task pod: {'; '.join(short)}"]
 
 
-def capacity_table(stacks: dict[str, Settings]) -> str:
+def capacity_table(stacks: dict[str, SettingsFields]) -> str:
     """The table of docs/capacity-and-cost.md: what each committed stack's control plane takes and how many tasks
     fit beside it."""
     rows = [
@@ -167,28 +161,3 @@ def capacity_table(stacks: dict[str, Settings]) -> str:
         )
     return "\n".join(rows)
 
-
-def stacks_capacity_markdown() -> str:
-    """`capacity_table` for the committed stack files (`Pulumi.<stack>.yaml`), as docs/capacity-and-cost.md shows it."""
-    from pathlib import Path
-
-    import yaml
-
-    from components.config import PROJECT, parse_settings
-
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    # Committed stacks only: local tools leave git-ignored stack files beside them (Pulumi.local.yaml, br-*).
-    listed = subprocess.run(["git", "ls-files", "Pulumi.*.yaml"], cwd=root, capture_output=True, text=True)
-    paths = [root / name for name in listed.stdout.split()] if listed.returncode == 0 else root.glob("Pulumi.*.yaml")
-    stacks = {}
-    for path in sorted(paths):
-        name = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-        plain = {k.partition(":")[2]: v for k, v in config.items()
-                 if k.startswith(f"{PROJECT}:") and not (isinstance(v, dict) and "secure" in v)}
-        # Secrets do not change sizes; stand-ins satisfy the rules that want one present.
-        stand_ins = {"authOidcClientSecret": "x"} if (plain.get("auth") or {}).get("mode") == "oidc" else {}
-        stacks[name] = parse_settings({"instance": name, **plain, **stand_ins}, stack=name)
-    return capacity_table(stacks)

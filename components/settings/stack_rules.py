@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from components.config import Settings
+from pydantic.alias_generators import to_camel
+
+from components.settings import capacity
+from components.settings.fields import SettingsFields
+from components.settings.rules import connections_object
 
 # scp-like `user@host:path` or an ssh:// URL: fetched over SSH.
 _SSH_URL = re.compile(r"^(ssh://|[A-Za-z0-9._-]+@[^:/\s]+:)")
@@ -28,15 +30,13 @@ def _key(value) -> str | None:
     return None if value is None else value.get_secret_value()
 
 
-def _pair(s: Settings, key_id: str, secret: str) -> list[tuple[str, str]]:
+def _pair(s: SettingsFields, key_id: str, secret: str) -> list[tuple[str, str]]:
     if (getattr(s, key_id) is None) != (getattr(s, secret) is None):
-        from pydantic.alias_generators import to_camel
-
         return [(to_camel(secret), f"set both {to_camel(key_id)} and {to_camel(secret)}, or neither")]
     return []
 
 
-def credential_problems(s: Settings) -> list[tuple[str, str]]:
+def credential_problems(s: SettingsFields) -> list[tuple[str, str]]:
     """One S3 credential per job: the provisioning key never reaches a pod, and nothing a task pod holds
     (the log key, the stack's own connections) reaches the database's backups."""
     problems = _pair(s, "s3_log_access_key_id", "s3_log_secret_access_key")
@@ -55,8 +55,6 @@ def credential_problems(s: Settings) -> list[tuple[str, str]]:
         problems.append(("s3LogAccessKeyId", "is also the backup key: task pods hold the log key, so any DAG could "
                          "read or delete the database's backups; give each job its own key"))
     if s.airflow_connections is not None:
-        from components.config import connections_object
-
         # One that is not a JSON object is reported by Settings itself.
         connections = connections_object(s.airflow_connections) or {}
         held = {str(c.get("login")) for c in connections.values() if isinstance(c, dict) and c.get("login")}
@@ -69,7 +67,7 @@ def credential_problems(s: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-def git_problems(s: Settings) -> list[tuple[str, str]]:
+def git_problems(s: SettingsFields) -> list[tuple[str, str]]:
     """DAG code runs with the instance's rights: its source must be the host we think it is."""
     git = s.git_sync
     if not git.enabled or not git.repo:
@@ -84,7 +82,7 @@ def git_problems(s: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-def lifecycle_problems(s: Settings) -> list[tuple[str, str]]:
+def lifecycle_problems(s: SettingsFields) -> list[tuple[str, str]]:
     """Only disposable stacks (dev, local, local-*, branch environments: policy.rules.is_disposable_stack) may drop
     their data or use the development login; a team's stack is as precious as prod."""
     problems = []
@@ -113,7 +111,7 @@ def is_loopback_host(host: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
-def endpoint_problems(s: Settings) -> list[tuple[str, str]]:
+def endpoint_problems(s: SettingsFields) -> list[tuple[str, str]]:
     """Pods are told s3.podEndpointUrl (default s3.endpointUrl) for logs and backups. `pulumi up` may well reach
     the store on this machine's loopback, but a pod given a loopback address reaches itself: refused on a stack
     that deploys to a cluster. Rendering (kubernetesRenderDir) only writes it down; scripts/local-up says so."""
@@ -127,13 +125,11 @@ def endpoint_problems(s: Settings) -> list[tuple[str, str]]:
              "network); loopback (127.0.0.0/8, ::1, localhost) is allowed only when rendering (kubernetesRenderDir)")]
 
 
-def quota_problems(s: Settings) -> list[tuple[str, str]]:
-    from components import capacity
-
+def quota_problems(s: SettingsFields) -> list[tuple[str, str]]:
     if not s.quota.enabled:
         return []
     return [("quota", problem) for problem in capacity.quota_problems(s)]
 
 
-def security_problems(s: Settings) -> list[tuple[str, str]]:
+def security_problems(s: SettingsFields) -> list[tuple[str, str]]:
     return credential_problems(s) + git_problems(s) + lifecycle_problems(s) + endpoint_problems(s) + quota_problems(s)

@@ -1,0 +1,5 @@
+import sys
+
+from components.settings.cli import main
+
+sys.exit(main())
