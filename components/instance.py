@@ -27,6 +27,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.airflow_control_plane import AirflowControlPlane, AirflowControlPlaneArgs
+from components.airflow_schema import AirflowSchema
 from components.footprint import stack_outputs
 from components.instance_namespace import InstanceNamespace, InstanceNamespaceArgs
 from components.kerberos_keytab import KerberosKeytab, KerberosKeytabArgs
@@ -42,6 +43,9 @@ def airflow_instance() -> None:
     settings = load_settings()
     instance = settings.instance
 
+    # Every Kubernetes object waits for this record's check: a stack whose airflowVersion goes back is refused
+    # before anything in the cluster changes (components/airflow_schema.py).
+    schema = AirflowSchema(f"{instance}-schema", airflow_version=settings.airflow_version)
     kubernetes = k8s.Provider(
         "kubernetes",
         render_yaml_to_directory=settings.kubernetes_render_dir,
@@ -50,6 +54,7 @@ def airflow_instance() -> None:
         # so is every pod reading it. Updated in place, the pods roll through their config checksum instead.
         enable_config_map_mutable=True,
         enable_secret_mutable=True,
+        opts=pulumi.ResourceOptions(depends_on=[schema]),
     )
     on_cluster = pulumi.ResourceOptions(providers=[kubernetes])
     # The database and the bucket hold what cannot be recreated: every stack but a disposable one protects

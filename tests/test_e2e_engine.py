@@ -197,6 +197,33 @@ def test_a_retention_change_is_one_update_of_the_bucket_and_is_applied(instance,
     assert changes(it.preview(expect_no_changes=True)) == {}
 
 
+def test_an_airflow_upgrade_is_a_new_migration_job_and_going_back_is_refused_before_anything_changes(instance):
+    it = instance(airflowVersion="3.2.1")
+    it.up()
+    it.stack.set_config("airflowVersion", auto.ConfigValue("3.3.2"))
+    preview = it.preview(diff=True)
+    assert "migrate-3-3-2" in preview.stdout and "delete" not in changes(preview), changes(preview)
+    it.up()
+
+    it.stack.set_config("airflowVersion", auto.ConfigValue("3.2.1"))
+    def real_resources() -> dict[str, tuple]:
+        """What reaches the cluster and the store: not the components that group it, nor the engine's providers
+        (the dynamic provider's record holds the stack's config, which the user did change)."""
+        resources = it.stack.export_stack().deployment["resources"]
+        return {r["urn"]: (r.get("inputs"), r.get("outputs")) for r in resources
+                if r.get("custom") and not r["type"].startswith("pulumi:providers:")}
+
+    before = real_resources()
+    with pytest.raises(auto.CommandError) as refused:
+        it.up()
+    message = str(refused.value)
+    assert "airflowVersion: 3.2.1 is older than 3.3.2" in message
+    assert "airflow db downgrade --to-version 3.2.1" in message
+    manifests = {doc["metadata"]["name"] for doc in it.manifests() if doc["kind"] == "Job"}
+    assert not any(name.endswith("migrate-3-2-1") for name in manifests), manifests
+    assert real_resources() == before
+
+
 def test_rotating_the_log_key_updates_secrets_in_place_and_rolls_only_their_readers(instance):
     it = instance()
     it.up()

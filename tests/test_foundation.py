@@ -218,7 +218,7 @@ def test_no_configmap_holds_a_secret_value():
 
 def test_s3_credentials_travel_only_as_secrets():
     run = prod()
-    bucket = next(r for r in run.resources if r.type.startswith("pulumi-python:dynamic"))
+    bucket = next(r for r in run.resources if r.type == "pulumi-python:dynamic:S3Bucket")
     assert {"access_key_id", "secret_access_key"} <= bucket.secret_paths
     for resource in run.resources:
         if S3_KEYS["s3SecretAccessKey"] in repr(resource.inputs):
@@ -243,7 +243,7 @@ def test_prod_protects_and_retains_the_database_its_namespace_and_the_bucket(sta
     run = prod() if stack == "prod" else dev()
     stateful = [run.one("Cluster"), run.one("Pooler"), run.by_pulumi_name("RandomPassword", f"{stack}-password"), run.one("Secret", "-db-credentials"),
                 run.one("Namespace")]
-    stateful.append(next(r for r in run.resources if r.type.startswith("pulumi-python:dynamic")))
+    stateful.append(next(r for r in run.resources if r.type == "pulumi-python:dynamic:S3Bucket"))
     for resource in stateful:
         assert (resource.protect, resource.retain_on_delete) == (protected, protected), resource.name
     # Stateless parts stay replaceable even in prod.
