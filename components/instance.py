@@ -149,6 +149,7 @@ def airflow_instance() -> None:
                 service_account_name=rbac.service_account_names[kube.KERBEROS],
                 placement=settings.placement,
                 api_keytab_base64=secret_output(settings.kerberos_api_keytab),
+                namespace_deletes_cache=settings.create_namespace and not settings.protected,
             ),
             opts=on_cluster,
         )

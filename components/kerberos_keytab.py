@@ -82,6 +82,8 @@ class KerberosKeytabArgs:
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     # The api-server's HTTP/<host> service keytab, for Kerberos on the REST API (settings.api_auth).
     api_keytab_base64: pulumi.Input[str] | None = None
+    # True when the stack's namespace is deleted with the stack: the ticket cache's claim is left to it.
+    namespace_deletes_cache: bool = False
 
 
 class KerberosKeytab(pulumi.ComponentResource):
@@ -123,7 +125,12 @@ class KerberosKeytab(pulumi.ComponentResource):
                 storage_class_name=args.settings.ccache_storage_class,
                 resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": args.settings.ccache_size}),
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            # Task pods the scheduler leaves behind (failed ones are kept unless executor.deleteWorkerPodsOnFailure;
+            # any once the scheduler is gone) keep the claim in use, and Kubernetes deletes a claim in use only
+            # after its pods: `destroy` waited ten minutes for it on the test node and failed. Deleting the
+            # namespace deletes those pods and the claim together, so when the stack's namespace goes, the claim
+            # goes with it instead of on its own (an update that turns Kerberos off leaves it there until then).
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.namespace_deletes_cache),
         )
 
         self.volumes = [

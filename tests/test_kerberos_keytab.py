@@ -97,6 +97,14 @@ def test_up_does_not_wait_for_the_ticket_cache_to_bind_before_its_consumer_exist
     assert claim.metadata["annotations"] == {"pulumi.com/skipAwait": "true"}
 
 
+def test_destroy_leaves_the_ticket_cache_to_the_namespace_it_deletes_and_to_nothing_else():
+    # Task pods left behind keep the claim in use; deleting the namespace deletes them with it.
+    assert kerberos_run().one("PersistentVolumeClaim").retain_on_delete is True
+    config = {**KERBEROS_CONFIG, "createNamespace": False}
+    elsewhere = run_stack(config, {"kerberosKeytab": KEYTAB_B64}, stack="dev").one("PersistentVolumeClaim")
+    assert elsewhere.retain_on_delete is False  # a namespace the stack does not delete must not keep our claim
+
+
 def test_ticket_reaches_scheduler_api_server_triggerer_and_task_pods_but_not_the_dag_processor():
     import yaml
 
