@@ -259,7 +259,7 @@ STATEFUL_TYPES = {
 # stack that scripts/local-up renders (`Pulumi.local-*.yaml`, git-ignored; docs/checking-and-rendering-a-stack.md),
 # and branch environments (`br-<slug>-<hash>`). A team's stack is as precious as prod.
 # The branch prefix is defined here, where the policy pack can read it (the engine runs the pack with nothing of the
-# project importable); envs/naming.py names branch stacks with it and scripts/ci_preview.py never deploys them.
+# project importable); envs/naming.py names branch stacks with it and ci_preview/ never deploys them.
 DISPOSABLE_STACKS = ("dev", "local")
 LOCAL_STACK_PREFIX = "local-"
 BRANCH_STACK_PREFIX = "br-"

@@ -1,5 +1,6 @@
-# Shared set-up for scripts/local-up, scripts/envs and scripts/test: sourced, not run. Sourcing it only defines
-# functions (and $repo); nothing is set up until one is called.
+# Shared set-up for scripts/local-up, scripts/envs and scripts/test, and the Go builds of the install-* scripts:
+# sourced, not run. Sourcing it only defines functions (and $repo and $go_cache); nothing is set up until one is
+# called.
 # Everything a fresh machine needs is installed here, idempotently and quickly when already done.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -122,7 +123,7 @@ ensure_kdc() {
   fi
 }
 
-# The API server fixture's binaries (built from Go modules once, ~4 minutes cold) and the operator CRDs it
+# The API server fixture's binaries (built from Go modules once, about 8 minutes cold) and the operator CRDs it
 # serves. Returns non-zero, after the script has said why, when they cannot be had.
 ensure_kube_apiserver() {
   if ! "$repo/scripts/install-kube-apiserver" --print-bin >/dev/null 2>&1; then
@@ -159,4 +160,106 @@ ensure_node() {
 # checkov in its own venv (it pins packages that would downgrade ours).
 ensure_checkov() {
   "$repo/scripts/checkov-venv" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Go builds. The install-* scripts compile tools from wrapper modules (toolchain/, toolchain-fixtures/), whose
+# committed go.sum pins every module compiled, into $go_cache (outside the repository), each into a directory
+# named by the tool's version and a hash of its wrapper: a warm run only looks for that directory. What differs
+# per tool (the key, the packages, -X flags, checks of the result) stays in its script; how Go is run is here.
+
+go_cache=${AIRFLOW_PLATFORM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airflow-platform}
+
+say() { echo "$@" >&2; }
+die() { echo "${0##*/}: error: $*" >&2; exit 1; }
+
+# The version a wrapper's go.mod ($1) requires of module $2, read from the text so that a warm run needs no Go.
+go_mod_requires() {
+  sed -n -E "s#^(require )?[[:space:]]*$2 (v[^ ]+)( // indirect)?\$#\2#p" "$1" | head -n 1
+}
+
+# The sha256sum lines of every file of the wrappers $2... (folders of $1), in a fixed order: piped into
+# sha256sum, the hash the scripts' keys and stamps are made of.
+go_wrapper_sums() {
+  local dir=$1
+  shift
+  (cd "$dir" && find "$@" -type f | LC_ALL=C sort | xargs sha256sum)
+}
+
+# Sets GO to the go command (GO, else go on PATH, else /usr/local/go/bin/go), or stops with $1 added when there
+# is none, and exports the settings every go command of ours runs with:
+#   GOTOOLCHAIN=local  a go.mod asking for a newer Go fails loudly instead of downloading a toolchain
+#   GOWORK=off         a go.work above the build directory does not leak in
+#   CGO_ENABLED=0      static binaries, like the released ones (some run in scratch images)
+# GOPROXY, GOMODCACHE, GOCACHE, GONOSUMDB and GOFLAGS pass through.
+go_setup() {
+  GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+  [ -x "$GO" ] || command -v "$GO" >/dev/null || die "no Go toolchain found (set GO=/path/to/go); Go >= 1.26 is needed.${1:+ $1}"
+  export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
+}
+
+# Holds the lock file $1 until the script ends; when another build holds it, says so and waits for it (scripts/test
+# and a pytest fixture may both ask on a cold cache: one builds, the other waits and then finds it built).
+go_lock() {
+  mkdir -p "${1%/*}"
+  exec 9>"$1"
+  flock -n 9 || { say "==> another build ($1) is running; waiting for it"; flock 9; }
+}
+
+# Copies wrapper $1 into the empty build directory $2 (the module is built there, never in the repository).
+go_wrapper_copy() {
+  rm -rf "$2"; mkdir -p "$2"
+  cp -r "$1/." "$2/"
+}
+
+# go_build DIR OUTPUT [-tags TAGS] [-ldflags FLAGS] PACKAGE...: `go build` in the module DIR (after go_setup),
+# its log in DIR/build.log, shown when it fails. Besides go_setup's settings, every tool is built with
+#   -mod=readonly      a go.sum that does not cover the build is an error, never silently rewritten
+#   -trimpath -buildvcs=false -ldflags "-s -w"   no paths of this machine, no VCS stamp, no symbol tables
+# A module the proxy refuses is named, with what to do: $go_relock, how the script rewrites a go.sum (default:
+# go mod tidy in the wrapper).
+go_build() {
+  local dir=$1 out=$2 tags="" ldflags="-s -w"
+  shift 2
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -tags) tags=$2; shift 2 ;;
+      -ldflags) ldflags="-s -w $2"; shift 2 ;;
+      *) break ;;
+    esac
+  done
+  if ! (cd "$dir" && "$GO" build -mod=readonly -trimpath -buildvcs=false ${tags:+-tags "$tags"} -ldflags "$ldflags" \
+          -o "$out" "$@") >"$dir/build.log" 2>&1; then
+    sed 's/^/    /' "$dir/build.log" >&2
+    grep -q "403\|not available\|missing go.sum entry\|verifying" "$dir/build.log" &&
+      die "a Go module needed by $* could not be had (above). If the proxy refuses a version, that refusal is final for it: pick another version in the wrapper's go.mod and ${go_relock:-run go mod tidy in it}."
+    die "compiling $* failed (above)"
+  fi
+}
+
+# `go mod tidy` of the build copy $1 of wrapper $2 (after its go.mod was edited), whose go.mod and go.sum are then
+# written back to the wrapper.
+go_relock_wrapper() {
+  (cd "$1" && "$GO" mod tidy) >"$1/tidy.log" 2>&1 ||
+    { sed 's/^/    /' "$1/tidy.log" >&2; die "resolving ${2#$repo/} failed (above: what could not be had)"; }
+  cp "$1/go.mod" "$1/go.sum" "$2/"
+  say "    wrote ${2#$repo/}/go.mod and go.sum"
+}
+
+# timed LABEL COLD-TIME COMMAND...: runs the build COMMAND, saying what it builds, how long it takes cold, and
+# how long it took.
+timed() {
+  local label=$1 start=$SECONDS
+  shift
+  say "==> building $label (cold: $1) ..."
+  shift
+  "$@"
+  say "    $label built in $((SECONDS - start))s"
+}
+
+# Replaces the directory $2 by the staged $1 in one step, with stamp $3 (what it was built from) when given.
+go_publish() {
+  [ -z "${3:-}" ] || echo "$3" >"$1/.stamp"
+  rm -rf "$2"
+  mv "$1" "$2"
 }

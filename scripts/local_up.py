@@ -124,24 +124,31 @@ def main() -> int:
     result = deploy(stack, on_output=lambda line: print(line, end="" if line.endswith("\n") else "\n"))
     if result is None:
         return 1
-    for path in [ROOT / "rendered", *(ROOT / "rendered").rglob("*")]:
+    for path in [RENDERED.parent, *RENDERED.parent.rglob("*")]:
         path.chmod(0o700 if path.is_dir() else 0o600)
     changes = {kind: count for kind, count in (result.summary.resource_changes or {}).items() if kind != "same"}
     say(f"done in {time.monotonic() - started:.1f}s; changes: {changes or 'none'}")
+    print(report(stack, result, endpoint))
+    return 0
 
-    print(f"\nKubernetes manifests: {RENDERED} (Secrets in plain text: owner-only, git-ignored)")
-    print(f"Log bucket on the local S3 endpoint {endpoint} (moto, pid {(LOCAL / 'moto.pid').read_text()})\n")
-    for name, output in sorted(result.outputs.items()):
-        print(f"  {name:18} {'[secret]' if output.secret else output.value}")
-    print(f"\n{pod_endpoint_notice(stack_s3_config(stack), endpoint)}")
-    print(f"""
+
+def report(stack: auto.Stack, result: auto.UpResult, endpoint: str) -> str:
+    """What every run ends with, whether the update changed something or nothing: where the manifests and the
+    bucket are, the stack's outputs, what pods are told about S3, and the next steps. The outputs are the stack's
+    own when the update's result carries none."""
+    outputs = result.outputs or stack.outputs()
+    lines = [f"\nKubernetes manifests: {RENDERED} (Secrets in plain text: owner-only, git-ignored)",
+             f"Log bucket on the local S3 endpoint {endpoint} (moto, pid {(LOCAL / 'moto.pid').read_text()})\n"]
+    lines += [f"  {name:18} {'[secret]' if output.secret else output.value}" for name, output in sorted(outputs.items())]
+    lines.append(f"\n{pod_endpoint_notice(stack_s3_config(stack), endpoint)}")
+    lines.append(f"""
 Next:
   - apply to a cluster that has CloudNativePG 1.30 and the Barman Cloud plugin (or commit the folder for Argo CD / Flux):
         {shlex.join(apply_command(RENDERED))}
   - the admin password: scripts/local-up --show admin_password
   - set up a real stack: README.md, "Running a real stack"
 """)
-    return 0
+    return "\n".join(lines)
 
 
 def open_checked(open_stack, discarding: bool) -> auto.Stack | None:

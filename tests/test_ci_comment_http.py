@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pulumi import automation as auto
 
-from tests.test_ci_preview import PREVIEW, ci
+from ci_preview import cli
+from ci_preview.comment import MARKER
+from tests.test_ci_preview import PREVIEW
 
 SECRET_CONFIG = "wJalrXUtnFEMI-K7MDENG-bPxRfiCY"
 TOKEN = "glpat-forge-token-123456"
@@ -97,11 +99,11 @@ class FakeStack:
 def _run(monkeypatch, env: dict, output: str, argv: list[str]) -> int:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return ci.main(["--stack", "dev", *argv], open_stack=lambda name: FakeStack(output))
+    return cli.main(["--stack", "dev", *argv], open_stack=lambda name: FakeStack(output))
 
 
 def _assert_one_comment_updated_in_place(forge: Forge, token_header: str) -> None:
-    ours = [note for note in forge.notes if ci.MARKER in note["body"]]
+    ours = [note for note in forge.notes if MARKER in note["body"]]
     assert len(ours) == 1 and len(forge.notes) == 2, forge.notes
     assert "second run" in ours[0]["body"] and "first run" not in ours[0]["body"]
     writes = [(r["method"], r["path"].split("?")[0]) for r in forge.requests if r["method"] != "GET"]

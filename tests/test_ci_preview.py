@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +11,8 @@ import yaml
 
 from tests.harness import ROOT
 
-spec = importlib.util.spec_from_file_location("ci_preview", ROOT / "scripts/ci_preview.py")
-ci = importlib.util.module_from_spec(spec)
-sys.modules["ci_preview"] = ci
-spec.loader.exec_module(ci)
+from ci_preview import automation, changes, cli, comment, forges, redaction
+from ci_preview.pipeline import gitlab_deploy_pipeline
 
 STACKS = ["dev", "prod", "team-analytics"]
 
@@ -35,22 +31,22 @@ STACKS = ["dev", "prod", "team-analytics"]
         (["policy/rules.py"], STACKS),
         (["Pulumi.gone.yaml"], []),  # a stack file deleted by the change: no stack left to preview
         (["Pulumi.br-feature-x-abcdef.yaml"], []),  # branch environments are not deployed from here
-        (["envs/cli.py", "scripts/ci_preview.py"], []),
+        (["envs/cli.py", "ci_preview/cli.py", "scripts/ci-preview"], []),
         (["sub/Pulumi.dev.yaml"], []),
     ],
 )
 def test_changed_stacks(files, expected):
-    assert ci.changed_stacks(files, STACKS) == expected
+    assert changes.changed_stacks(files, STACKS) == expected
 
 
 def test_committed_stacks_are_the_stack_files_without_branch_environments(tmp_path):
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.br-x-123456.yaml", "Pulumi.dev.yaml.bak"):
         (tmp_path / name).write_text("")
-    assert ci.committed_stacks(tmp_path) == ["dev", "prod"]
+    assert changes.committed_stacks(tmp_path) == ["dev", "prod"]
 
 
 def test_prod_is_deployed_last():
-    assert ci.deploy_order(["prod", "dev", "prod-eu", "team-a"]) == ["dev", "team-a", "prod", "prod-eu"]
+    assert changes.deploy_order(["prod", "dev", "prod-eu", "team-a"]) == ["dev", "team-a", "prod", "prod-eu"]
 
 
 def test_changed_files_come_from_git_diff_of_the_merge_base(tmp_path):
@@ -71,7 +67,7 @@ def test_changed_files_come_from_git_diff_of_the_merge_base(tmp_path):
     (tmp_path / "__main__.py").write_text("later on main")  # not part of the MR: three-dot diff ignores it
     git("add", ".")
     git("commit", "-qm", "main moves on")
-    assert ci.git_changed_files("main", "feature", tmp_path) == ["Pulumi.prod.yaml"]
+    assert changes.git_changed_files("main", "feature", tmp_path) == ["Pulumi.prod.yaml"]
 
 
 # --- redaction -----------------------------------------------------------------------------------------------
@@ -107,10 +103,10 @@ Resources:
 
 
 def test_redaction_removes_every_secret_and_keeps_the_diff_readable():
-    secrets = ci.secret_config_values(CONFIG_JSON) + ci.env_secret_values(
+    secrets = redaction.secret_config_values(CONFIG_JSON) + redaction.env_secret_values(
         {"GITHUB_TOKEN": "ghp-token-from-the-environment", "HOME": "/root", "PATH": "/usr/bin"}
     )
-    text = ci.redact(PREVIEW, secrets)
+    text = redaction.redact(PREVIEW, secrets)
     for leaked in (
         "wJalrXUtnFEMI",
         "ssh-line-one-secret",
@@ -129,43 +125,43 @@ def test_redaction_removes_every_secret_and_keeps_the_diff_readable():
 
 
 def test_a_private_key_without_its_end_line_is_redacted_to_the_end():
-    assert ci.redact("before\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\ntruncated") == "before\n[redacted private key]"
+    assert redaction.redact("before\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\ntruncated") == "before\n[redacted private key]"
 
 
 def test_only_secret_looking_environment_variables_are_redacted():
     env = {"PULUMI_CONFIG_PASSPHRASE": "pass-phrase", "MY_API_TOKEN": "tok-123456", "DB_PASSWORD": "pw-123456",
            "HOME": "/home/runner", "CI_COMMIT_REF_NAME": "main"}
-    assert sorted(ci.env_secret_values(env)) == ["pass-phrase", "pw-123456", "tok-123456"]
+    assert sorted(redaction.env_secret_values(env)) == ["pass-phrase", "pw-123456", "tok-123456"]
 
 
 # --- the comment ---------------------------------------------------------------------------------------------
 
 
 def test_comment_has_the_marker_and_one_section_per_stack():
-    results = [ci.StackResult("dev", 0, ci.redact(PREVIEW)), ci.StackResult("prod", 255, "error: policy violation\nResources:\n    1 unchanged\n")]
-    body = ci.build_comment(results, head="0123456789abcdef0123", job_url="https://ci/job/1")
-    assert body.startswith(ci.MARKER)
+    results = [comment.StackResult("dev", 0, redaction.redact(PREVIEW)), comment.StackResult("prod", 255, "error: policy violation\nResources:\n    1 unchanged\n")]
+    body = comment.build_comment(results, head="0123456789abcdef0123", job_url="https://ci/job/1")
+    assert body.startswith(comment.MARKER)
     assert body.count("### Stack ") == 2
     assert "### Stack `dev` ✅" in body and "### Stack `prod` ❌ failed (exit 255)" in body
     assert "+ 1 to create, ~ 1 to update, 40 unchanged" in body
     assert "Commit `0123456789ab`" in body and "(https://ci/job/1)" in body
-    assert body.startswith(ci.MARKER + "\n## ❌")
+    assert body.startswith(comment.MARKER + "\n## ❌")
 
 
 def test_a_change_that_touches_no_stack_still_says_so():
-    body = ci.build_comment([])
-    assert ci.MARKER in body and "touches no stack" in body
+    body = comment.build_comment([])
+    assert comment.MARKER in body and "touches no stack" in body
 
 
 def test_huge_outputs_are_clipped_to_fit_one_comment():
     big = "\n".join(f"  + resource {i}" for i in range(20000)) + "\nResources:\n    + 20000 to create\n"
-    body = ci.build_comment([ci.StackResult(s, 0, big) for s in STACKS])
+    body = comment.build_comment([comment.StackResult(s, 0, big) for s in STACKS])
     assert len(body) < 65536
     assert body.count("lines omitted") == 3 and body.count("+ 20000 to create") == 6  # summary line and kept tail
 
 
 def test_backticks_in_the_output_cannot_close_the_code_block():
-    body = ci.build_comment([ci.StackResult("dev", 0, "```\n# injected heading")])
+    body = comment.build_comment([comment.StackResult("dev", 0, "```\n# injected heading")])
     assert body.count("```") == 2
 
 
@@ -174,12 +170,12 @@ def test_backticks_in_the_output_cannot_close_the_code_block():
     [
         ([], ("create", None)),
         ([{"id": 1, "body": "LGTM"}, {"id": 2, "body": "ci: pipeline passed"}], ("create", None)),
-        ([{"id": 1, "body": "LGTM"}, {"id": 7, "body": f"{ci.MARKER}\n## old preview"}, {"id": 9, "body": ci.MARKER}], ("update", 7)),
+        ([{"id": 1, "body": "LGTM"}, {"id": 7, "body": f"{comment.MARKER}\n## old preview"}, {"id": 9, "body": comment.MARKER}], ("update", 7)),
         ([{"id": 3, "body": None}], ("create", None)),
     ],
 )
 def test_update_the_previous_comment_instead_of_adding_one(notes, expected):
-    assert ci.plan_post(notes) == expected
+    assert forges.plan_post(notes) == expected
 
 
 class FakeForge:
@@ -197,22 +193,22 @@ class FakeForge:
 
 
 def test_post_updates_or_creates():
-    forge = FakeForge([{"id": 4, "body": ci.MARKER + " old"}])
-    assert ci.post(forge, "new", out=lambda _: None) == "update" and forge.calls == [("update", 4, "new")]
+    forge = FakeForge([{"id": 4, "body": comment.MARKER + " old"}])
+    assert forges.post(forge, "new", out=lambda _: None) == "update" and forge.calls == [("update", 4, "new")]
     forge = FakeForge([])
-    assert ci.post(forge, "new", out=lambda _: None) == "create" and forge.calls == [("create", "new")]
+    assert forges.post(forge, "new", out=lambda _: None) == "create" and forge.calls == [("create", "new")]
 
 
 def test_forge_is_chosen_from_the_ci_environment():
-    gitlab = ci.forge_from_env({"GITLAB_CI": "true", "GITLAB_TOKEN": "t", "CI_API_V4_URL": "https://gl/api/v4",
+    gitlab = forges.forge_from_env({"GITLAB_CI": "true", "GITLAB_TOKEN": "t", "CI_API_V4_URL": "https://gl/api/v4",
                                 "CI_PROJECT_ID": "group/proj", "CI_MERGE_REQUEST_IID": "12"})
     assert type(gitlab.client).__module__.startswith("gitlab")  # python-gitlab, not hand-written HTTP
     assert gitlab.client.api_url == "https://gl/api/v4" and gitlab.mr.notes.path == "/projects/group%2Fproj/merge_requests/12/notes"
-    github = ci.forge_from_env({"GITHUB_ACTIONS": "true", "GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "o/r"}, pr="5")
+    github = forges.forge_from_env({"GITHUB_ACTIONS": "true", "GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "o/r"}, pr="5")
     assert type(github.client).__module__.startswith("github") and github.issue.number == 5
     with pytest.raises(SystemExit, match="GITLAB_TOKEN"):
-        ci.forge_from_env({"GITLAB_CI": "true"})
-    assert "urllib" not in (ROOT / "scripts/ci_preview.py").read_text()
+        forges.forge_from_env({"GITLAB_CI": "true"})
+    assert "urllib" not in (ROOT / "ci_preview/forges.py").read_text()
 
 
 # --- running the program: inline, through engine.py -----------------------------------------------------------
@@ -253,7 +249,7 @@ class FakeStack:
 
 def test_a_preview_runs_inline_with_the_policy_pack_and_is_redacted():
     log = []
-    result = ci.run_stack("preview", "prod", {"GITHUB_TOKEN": "ghp-token-from-the-environment"},
+    result = automation.run_stack("preview", "prod", {"GITHUB_TOKEN": "ghp-token-from-the-environment"},
                           lambda name: FakeStack(name, PREVIEW, log=log))
     assert result.exit_code == 0 and "wJalrXUtnFEMI" not in result.output and "ghp-token" not in result.output
     assert '"#d9534f"' in result.output and "+ 1 to create" in result.output
@@ -264,19 +260,19 @@ def test_a_preview_runs_inline_with_the_policy_pack_and_is_redacted():
 
 
 def test_an_engine_error_is_a_failed_redacted_result_with_its_exit_code():
-    result = ci.run_stack("preview", "dev", {}, lambda name: FakeStack(name, "policy violation", fail_code=255))
+    result = automation.run_stack("preview", "dev", {}, lambda name: FakeStack(name, "policy violation", fail_code=255))
     assert result.exit_code == 255 and "policy violation" in result.output and "wJalrXUtnFEMI" not in result.output
 
     def unreachable(name):
         raise auto.CommandError(CommandResult("", "error: could not reach the backend", 1))
 
-    assert ci.run_stack("preview", "dev", {}, unreachable).exit_code == 1
+    assert automation.run_stack("preview", "dev", {}, unreachable).exit_code == 1
 
 
 def test_apply_deploys_prod_last_and_stops_at_the_first_failure(capsys):
     log = []
     stacks = {"dev": None, "team-a": 1, "prod": None}
-    code = ci.main(["--apply", "--stack", "prod", "--stack", "dev", "--stack", "team-a"],
+    code = cli.main(["--apply", "--stack", "prod", "--stack", "dev", "--stack", "team-a"],
                    open_stack=lambda name: FakeStack(name, fail_code=stacks[name], log=log))
     assert code == 1 and [(verb, stack) for verb, stack, _ in log] == [("up", "dev"), ("up", "team-a")]
     kwargs = log[0][2]
@@ -284,9 +280,9 @@ def test_apply_deploys_prod_last_and_stops_at_the_first_failure(capsys):
 
 
 def test_dry_run_prints_the_comment_of_every_stack(capsys):
-    code = ci.main(["--stack", "dev", "--stack", "prod", "--dry-run"], open_stack=lambda name: FakeStack(name, PREVIEW))
+    code = cli.main(["--stack", "dev", "--stack", "prod", "--dry-run"], open_stack=lambda name: FakeStack(name, PREVIEW))
     out = capsys.readouterr().out
-    assert code == 0 and out.startswith(ci.MARKER) and out.count("### Stack ") == 2 and "wJalrXUtnFEMI" not in out
+    assert code == 0 and out.startswith(comment.MARKER) and out.count("### Stack ") == 2 and "wJalrXUtnFEMI" not in out
 
 
 def test_no_toolchain_stops_with_what_to_do(monkeypatch):
@@ -297,7 +293,7 @@ def test_no_toolchain_stops_with_what_to_do(monkeypatch):
 
     monkeypatch.setattr(engine, "pulumi_bin", missing)
     with pytest.raises(SystemExit, match="no Pulumi CLI"):
-        ci.open_engine_stack("dev")
+        automation.open_engine_stack("dev")
 
 
 # --- GitLab: the deploy child pipeline --------------------------------------------------------------------------
@@ -305,7 +301,7 @@ def test_no_toolchain_stops_with_what_to_do(monkeypatch):
 
 def test_gitlab_deploy_pipeline_has_one_job_and_resource_group_per_stack_prod_last(tmp_path):
     out = tmp_path / "deploy.yml"
-    assert ci.main(["--stack", "prod", "--stack", "dev", "--stack", "team-a", "--gitlab-pipeline", str(out)]) == 0
+    assert cli.main(["--stack", "prod", "--stack", "dev", "--stack", "team-a", "--gitlab-pipeline", str(out)]) == 0
     pipeline = yaml.safe_load(out.read_text())
     jobs = {name: job for name, job in pipeline.items() if name.startswith("deploy:")}
     assert list(jobs) == ["deploy:dev", "deploy:team-a", "deploy:prod"]
@@ -315,4 +311,4 @@ def test_gitlab_deploy_pipeline_has_one_job_and_resource_group_per_stack_prod_la
         assert job["script"] == [f"scripts/ci-preview --apply --stack {stack}"]
     stages = pipeline["stages"]
     assert stages.index(jobs["deploy:prod"]["stage"]) > stages.index(jobs["deploy:dev"]["stage"])
-    assert "nothing-to-deploy" in ci.gitlab_deploy_pipeline([])  # a child pipeline needs at least one job
+    assert "nothing-to-deploy" in gitlab_deploy_pipeline([])  # a child pipeline needs at least one job

@@ -47,7 +47,7 @@ def test_github_workflows_match_the_workflow_schema():
 
 def test_gitlab_templates_and_the_generated_child_pipeline_match_gitlab_ci_schema(tmp_path):
     child = tmp_path / "deploy-pipeline.yml"
-    subprocess.run([sys.executable, "scripts/ci_preview.py", "--stack", "dev", "--stack", "prod", "--gitlab-pipeline",
+    subprocess.run([sys.executable, "-m", "ci_preview", "--stack", "dev", "--stack", "prod", "--gitlab-pipeline",
                     str(child)], cwd=ROOT, check=True, capture_output=True)
     result = check_schema("vendor.gitlab-ci", [*GITLAB, child], "--data-transform", "gitlab-ci")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -201,7 +201,7 @@ def test_the_commands_found_are_every_file_in_scripts_and_every_python_main():
     assert in_scripts - covered == set(SOURCED), (
         "a file in scripts/ is neither an executable nor a Python file with a main (nor sourced: SOURCED)")
     assert ".ci/run" in COMMANDS
-    for module in ("components.settings", "envs", "bench", "images"):
+    for module in ("components.settings", "envs", "bench", "images", "ci_preview"):
         assert f"python -m {module}" in COMMANDS
     mains = {path.relative_to(ROOT).as_posix() for path in python_files_with_main()}
     assert set(NOT_COMMANDS) <= mains, "an entry of NOT_COMMANDS no longer exists"

@@ -350,7 +350,7 @@ def test_a_branch_environment_is_created_and_destroyed_for_real(project, s3_endp
 
 def test_ci_preview_posts_one_redacted_comment_from_a_real_preview(instance, project, monkeypatch):
     from tests.test_ci_comment_http import Forge
-    from tests.test_ci_preview import ci
+    from ci_preview import cli
 
     it = instance()
     it.up()
@@ -360,7 +360,7 @@ def test_ci_preview_posts_one_redacted_comment_from_a_real_preview(instance, pro
                             "CI_MERGE_REQUEST_IID": "7", "GITLAB_TOKEN": "glpat-e2e-token"}.items():
             monkeypatch.setenv(name, value)
         for _ in range(2):  # the second pipeline edits the first comment
-            assert ci.main(["--stack", it.name],
+            assert cli.main(["--stack", it.name],
                            open_stack=lambda name: engine.open_stack(name, it.backend, work_dir=project)) == 0
     writes = [(r["method"], json.loads(r["body"])["body"]) for r in forge.requests if r["method"] in ("POST", "PUT")]
     assert [method for method, _ in writes] == ["POST", "PUT"]

@@ -98,7 +98,8 @@ def test_the_install_script_refuses_pins_the_wrappers_do_not_build(tmp_path):
     """A requirements.txt pin that toolchain/ does not build must stop the build with both versions named."""
     copy = tmp_path / "repo"
     (copy / "scripts").mkdir(parents=True)
-    (copy / "scripts/install-pulumi").write_bytes((ROOT / "scripts/install-pulumi").read_bytes())
+    for script in ("install-pulumi", "lib.sh"):  # lib.sh: the Go build helpers it sources
+        (copy / "scripts" / script).write_bytes((ROOT / "scripts" / script).read_bytes())
     (copy / "scripts/install-pulumi").chmod(0o755)
     subprocess.run(["cp", "-r", str(ROOT / "toolchain"), str(copy / "toolchain")], check=True)
     (copy / "requirements.txt").write_text((ROOT / "requirements.txt").read_text().replace(
