@@ -104,7 +104,7 @@ ensure_promtool() {
   fi
 }
 
-# The Kerberos tests start a real MIT KDC on loopback (tests/kdc.py) and run kinit/klist/kvno and curl's
+# The Kerberos tests start a real MIT KDC on loopback (testbed/kdc.py) and run kinit/klist/kvno and curl's
 # SPNEGO against it; libkrb5-dev and gcc build pykerberos, which the api-server's SPNEGO middleware uses, into
 # an overlay of the Airflow venv. Without root or apt the tests are skipped with this reason.
 ensure_kdc() {

@@ -24,8 +24,8 @@ def crd_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def kdc(tmp_path_factory):
-    """A real MIT KDC on a random loopback port (tests/kdc.py), stopped at the end of the session."""
-    from tests.kdc import Kdc, missing_tools
+    """A real MIT KDC on a random loopback port (testbed/kdc.py), stopped at the end of the session."""
+    from testbed.kdc import Kdc, missing_tools
 
     if missing := missing_tools():
         reason = f"no {', '.join(missing)} (scripts/test installs krb5-kdc, krb5-admin-server and krb5-user)"
@@ -40,7 +40,7 @@ def kdc(tmp_path_factory):
 
 
 # The session-scoped `kube_api` fixture: a real API server for the tests that need one.
-pytest_plugins = ("tests.apiserver",)
+pytest_plugins = ("testbed.apiserver",)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from components.metrics_catalog import ALERTS
-from tests.harness import run_stack
+from testbed.harness import run_stack
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@ wrote it (strict field validation, CRD schemas it serves), Pod Security `restric
 create without a warning, and the RBAC we grant is exactly what WorkerRBAC promises, asked of the server's
 own authorizer with SubjectAccessReviews.
 
-The objects come from the program run under mocks (tests/manifests.py): what the kubernetes provider would
+The objects come from the program run under mocks (testbed/manifests.py): what the kubernetes provider would
 send. Deployments and Jobs make no pods here (no controller manager), so each pod spec is also created as a
 Pod, server-side dry-run, which is what Pod Security judges at admission.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.manifests import STACKS, pod_specs, stack_manifests, stack_run, task_pod_template
+from testbed.manifests import STACKS, pod_specs, stack_manifests, stack_run, task_pod_template
 
 pytestmark = pytest.mark.slow
 

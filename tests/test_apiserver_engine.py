@@ -17,9 +17,9 @@ import boto3
 import pytest
 from pulumi import automation as auto
 
-from tests.apiserver import instance_without_awaiting
-from tests.harness import ROOT
-from tests.stacks import stack_file_config
+from testbed.apiserver import instance_without_awaiting
+from testbed.harness import ROOT
+from testbed.stacks import stack_file_config
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from envs.branch_config import TAG_BRANCH, TAG_CREATED
 from envs.listing import StackInfo
 from envs.naming import branch_instance_name, max_instance_length
 from envs.template import NAVBAR_COLOR
-from tests.harness import run_stack
+from testbed.harness import run_stack
 
 NASTY_BRANCHES = [
     "main",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 spec = importlib.util.spec_from_file_location("ci_preview", ROOT / "scripts/ci_preview.py")
 ci = importlib.util.module_from_spec(spec)

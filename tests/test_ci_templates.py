@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 GITHUB = {name: ROOT / ".github/workflows" / name for name in ("preview.yml", "branch-env.yml")}
 GITHUB_AIR_GAPPED = {name: ROOT / "ci/github/air-gapped" / name for name in GITHUB}

@@ -34,8 +34,9 @@ NOT_COMMANDS = {
     "__main__.py": "the Pulumi program: the Pulumi CLI runs it, it has no command line",
     "policy/__main__.py": "the policy pack: the Pulumi engine runs it, it has no command line",
 }
-# Folders whose Python files are not commands: tests and their helpers, Go wrapper modules, generated output.
-NOT_SEARCHED = {".git", ".venv", "tests", "toolchain", "toolchain-fixtures", "rendered", ".local", "__pycache__"}
+# Folders whose Python files are not commands: tests and their helpers (testbed/), Go wrapper modules, generated
+# output.
+NOT_SEARCHED = {".git", ".venv", "tests", "testbed", "toolchain", "toolchain-fixtures", "rendered", ".local", "__pycache__"}
 # Files in scripts/ that are neither executables nor Python commands: sourced by the others.
 SOURCED = {"lib.sh": "functions for scripts/test, scripts/envs and scripts/local-up; sourcing it sets up nothing"}
 # Written by the pytest running this file (and by Hypothesis), not by the commands under test.

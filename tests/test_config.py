@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from components import kube
 from components.settings import ConfigError, Settings, parse_settings
-from tests.harness import ROOT, StackRun, run_stack
+from testbed.harness import ROOT, StackRun, run_stack
 
 KEYTAB = base64.b64encode(b"\x05\x02fake-keytab").decode()
 
@@ -234,7 +234,7 @@ def test_pulumi_yaml_and_the_settings_page_are_generated_from_the_model():
 
     from components.settings import PROJECT
     from components.settings.docs import config_reference_markdown, project_config_declarations
-    from tests.harness import ROOT
+    from testbed.harness import ROOT
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared == {f"{PROJECT}:{key}": value for key, value in project_config_declarations().items()}
@@ -246,7 +246,7 @@ def test_pulumi_yaml_declares_no_key_the_engine_would_require():
     is optional, so a stack file with nothing in it must be runnable."""
     import yaml
 
-    from tests.harness import ROOT
+    from testbed.harness import ROOT
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared, "the scalar keys with defaults are declared"

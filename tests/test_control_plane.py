@@ -7,8 +7,8 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from tests.harness import run_stack
-from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.harness import run_stack
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
 LOG_KEYS = {k: TEST_SECRETS[k] for k in ("s3LogAccessKeyId", "s3LogSecretAccessKey")}

@@ -8,9 +8,9 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.harness import run_stack
-from tests.manifests import strict_schema
-from tests.stacks import TEST_SECRETS, stack_file_config
+from testbed.harness import run_stack
+from testbed.manifests import strict_schema
+from testbed.stacks import TEST_SECRETS, stack_file_config
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,9 +1,9 @@
 """Faults while deploying (issue 18, section 3), through our own tools, the real engine, the real kube-apiserver
 fixture and moto's S3 server; docs/recovering-an-interrupted-update.md says what the user does.
 
-The engine reaches both services through a proxy (tests/fault_proxy.py) that a test takes down, or makes hold the
+The engine reaches both services through a proxy (testbed/fault_proxy.py) that a test takes down, or makes hold the
 services' answers, mid-`up`, without touching the API server the whole session shares. Our tool is
-`python -m envs create` (tests/fault_driver.py: the same, with `pulumi.com/skipAwait` on every object, since
+`python -m envs create` (testbed/fault_driver.py: the same, with `pulumi.com/skipAwait` on every object, since
 nothing becomes ready without nodes), run as its own process so that it can be killed.
 
 - Two `up`s of one stack at once: the second is refused before it changes anything, naming the lock (its file,
@@ -38,8 +38,8 @@ import pytest
 import engine
 import recovery
 from envs.naming import branch_instance_name
-from tests.fault_proxy import Proxy
-from tests.harness import ROOT
+from testbed.fault_proxy import Proxy
+from testbed.harness import ROOT
 
 ACCESS_KEY, SECRET_KEY = "faults-access-key", "faults-secret-key"
 PASSPHRASE = "faults-passphrase"
@@ -212,7 +212,7 @@ def _create_args(services: Services, branch: str, *config: str) -> list[str]:
 
 
 def _envs_command(services: Services, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.fault_driver", "envs", "--work-dir", str(services.project), *args]
+    return [sys.executable, "-m", "testbed.fault_driver", "envs", "--work-dir", str(services.project), *args]
 
 
 def envs(services: Services, *args: str) -> subprocess.CompletedProcess:
@@ -297,7 +297,7 @@ def assert_consistent(services: Services, s3_endpoint: str, stack: str, all_kind
 
 def preview_changes(services: Services, stack: str, monkeypatch) -> dict[str, int]:
     """A preview as the tools run the program, in this process with the tools' environment."""
-    from tests.apiserver import instance_without_awaiting
+    from testbed.apiserver import instance_without_awaiting
 
     for key in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "KUBECONFIG"):
         monkeypatch.setenv(key, services.env[key])

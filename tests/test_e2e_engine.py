@@ -25,7 +25,7 @@ from pulumi import automation as auto
 
 import engine
 from envs.naming import branch_instance_name
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import pytest
 from components.settings import parse_settings
 from components.footprint import GIB, Defaults, container, footprint, from_manifests, stack_outputs
 from envs.cli import branch_config
-from tests.harness import run_stack
-from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.harness import run_stack
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 DEFAULTS = Defaults({"cpu": "250m", "memory": "512Mi"}, {"cpu": "1", "memory": "1Gi"})
 MI = 2**20

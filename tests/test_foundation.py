@@ -4,8 +4,8 @@ names within Kubernetes limits, and stateful parts that prod protects."""
 import pytest
 
 from components import kube
-from tests.harness import run_stack
-from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.harness import run_stack
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
 BACKUP_KEYS = {k: TEST_SECRETS[k] for k in ("s3BackupAccessKeyId", "s3BackupSecretAccessKey")}

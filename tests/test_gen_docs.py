@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "scripts/gen_docs.py")
 gen_docs = importlib.util.module_from_spec(spec)

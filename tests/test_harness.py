@@ -1,6 +1,6 @@
 """The mock harness answers a repeated run from a cache: each caller still gets objects of its own."""
 
-from tests.harness import run_stack
+from testbed.harness import run_stack
 
 
 def test_a_repeated_run_is_a_copy_that_a_test_may_change_freely():

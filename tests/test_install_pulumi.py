@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 
 def pinned(package: str) -> str:

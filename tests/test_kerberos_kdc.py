@@ -1,7 +1,7 @@
-"""The instance's Kerberos ticket, proven against a real MIT KDC (tests/kdc.py) with the real Airflow 3.3.2.
+"""The instance's Kerberos ticket, proven against a real MIT KDC (testbed/kdc.py) with the real Airflow 3.3.2.
 
 The stack is rendered for the fixture's realm and KDC, then its pods' commands run here as the pods would run
-them, with their volumes laid out on this machine (tests/pod_view.py) and the ticket cache one directory
+them, with their volumes laid out on this machine (testbed/pod_view.py) and the ticket cache one directory
 shared by every pod that claims it:
 
 * the renewer's `airflow kerberos` with exactly the renewer container's env and the keytab from its Secret
@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import run_stack
-from tests.pod_view import PodView
-from tests.processes import stop
+from testbed.harness import run_stack
+from testbed.pod_view import PodView
+from testbed.processes import stop
 from tests.test_real_airflow import airflow_python  # noqa: F401  (the fixture: the cached Airflow venv)
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """KerberosKeytab: the keytab reaches only the renewer; the ticket reaches every consumer."""
 
-from tests.harness import run_stack
-from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64
+from testbed.harness import run_stack
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64
 
 
 def kerberos_run(**settings):

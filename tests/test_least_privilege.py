@@ -13,8 +13,8 @@ from components.settings import ConfigError, capacity, parse_settings
 from components.settings.docs import stacks_capacity_markdown
 from components.s3_access import bucket_policy, identity_policies
 from policy import rules
-from tests.harness import ROOT, run_stack
-from tests.stacks import TEST_SECRETS, stack_file_config
+from testbed.harness import ROOT, run_stack
+from testbed.stacks import TEST_SECRETS, stack_file_config
 
 KNOWN_HOSTS = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 STACKS = ("dev", "prod", "team-analytics", "team-search")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import local_up  # noqa: E402

@@ -28,7 +28,7 @@ from pulumi.runtime import rpc
 from components import log_bucket_props, log_bucket_provider
 from components.log_bucket_props import bucket_name_errors
 from components.log_bucket_provider import BucketProvider, LogBucketError
-from tests.harness import run_stack
+from testbed.harness import run_stack
 
 ACCESS_KEY = "AKIATESTLOGBUCKET000"
 SECRET_KEY = "s3cr3t-Ng6tqZ0vXk-never-in-a-pickle"

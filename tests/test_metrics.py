@@ -11,7 +11,7 @@ import yaml
 from components import metrics_catalog
 from components.settings import ConfigError, parse_settings
 from components.metrics_catalog import ALERTS, EXPORTER_IMAGE, EXPORTER_VERSION, STATSD_MAPPING
-from tests.harness import ROOT, run_stack
+from testbed.harness import ROOT, run_stack
 
 S3 = {"s3AccessKeyId": "a", "s3SecretAccessKey": "b"}
 MONITORING = "kubernetes:monitoring.coreos.com/v1"

@@ -26,7 +26,7 @@ import pytest
 
 from components.metrics import mapping_yaml
 from components.metrics_catalog import ALERTS, STATSD_MAPPING
-from tests.harness import ROOT, run_stack
+from testbed.harness import ROOT, run_stack
 from tests.test_real_airflow import _tail, airflow_python, postgres  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow

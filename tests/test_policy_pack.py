@@ -14,8 +14,8 @@ import yaml
 from components.settings import ConfigError
 from policy import rules
 from policy.rules import UNKNOWN, Checked
-from tests.harness import ROOT, run_stack
-from tests.stacks import TEST_SECRETS, stack_file_config
+from testbed.harness import ROOT, run_stack
+from testbed.stacks import TEST_SECRETS, stack_file_config
 
 SAFE_CONTAINER = {
     "name": "app",

@@ -46,8 +46,8 @@ from cryptography.fernet import Fernet
 
 from components import kube
 from components.airflow_settings import fernet_key_from
-from tests.harness import ROOT, run_stack
-from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.harness import ROOT, run_stack
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 AIRFLOW_VENV = ROOT / "scripts" / "airflow-venv"
 BUILD_TIMEOUT = 30 * 60

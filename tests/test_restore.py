@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 
 from components.settings import ConfigError
-from tests.harness import run_stack
-from tests.stacks import TEST_SECRETS, stack_file_config
+from testbed.harness import run_stack
+from testbed.stacks import TEST_SECRETS, stack_file_config
 from tests.test_crd_schemas import _schema
 
 # The branch reads prod's archive with its own backup key (which needs read access to prod's backup prefix).

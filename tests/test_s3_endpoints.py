@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from components.settings import ConfigError, parse_settings
-from tests.harness import ROOT, run_stack
-from tests.stacks import TEST_SECRETS, stack_file_config
+from testbed.harness import ROOT, run_stack
+from testbed.stacks import TEST_SECRETS, stack_file_config
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import local_up  # noqa: E402

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 PACKAGE = "components.settings"
 FOLDER = ROOT / "components" / "settings"

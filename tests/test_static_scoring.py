@@ -21,8 +21,8 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
-from tests.harness import ROOT
-from tests.manifests import STACKS, stack_manifests, stack_run, strict_schema, task_pod_template
+from testbed.harness import ROOT
+from testbed.manifests import STACKS, stack_manifests, stack_run, strict_schema, task_pod_template
 
 KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")
 

@@ -7,8 +7,8 @@ import pytest
 
 from components.settings.fields import secret_keys
 from components.settings.stack_files import read_stack_file
-from tests.harness import ROOT, run_stack
-from tests.stacks import TEST_SECRETS, stack_file_config
+from testbed.harness import ROOT, run_stack
+from testbed.stacks import TEST_SECRETS, stack_file_config
 
 TEAMS = ("team-analytics", "team-search")
 

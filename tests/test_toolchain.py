@@ -13,7 +13,7 @@ import pytest
 from pulumi.runtime import rpc
 
 import engine
-from tests.harness import ROOT
+from testbed.harness import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from components.settings import ConfigError, parse_settings
-from tests.harness import run_stack
-from tests.manifests import _integers, manifests, task_pod_template
-from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.harness import run_stack
+from testbed.manifests import _integers, manifests, task_pod_template
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 INSTANCE = "br-agree-0a1b2c"  # a branch stack: the development login is allowed there
 NAMESPACE = f"airflow-{INSTANCE}"

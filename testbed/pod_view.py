@@ -11,7 +11,7 @@ import base64
 import re
 from pathlib import Path
 
-from tests.harness import StackRun
+from testbed.harness import StackRun
 
 
 class PodView:

@@ -17,10 +17,10 @@ from pathlib import Path
 import requests
 from pulumi import automation as auto
 
-from tests.apiserver import KubeAPI, _free_ports
-from tests.node import host
-from tests.node.pods import PROBE_FUNCTION
-from tests.processes import stop as stop_process
+from testbed.apiserver import KubeAPI, _free_ports
+from testbed.node import host
+from testbed.node.pods import PROBE_FUNCTION
+from testbed.processes import stop as stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,7 +236,7 @@ def open_branch_stack(name: str, kubeconfig: Path, s3_url: str, dag_repo: str, w
     settings (images/standins.py), its bucket on `s3_url` and its DAGs from `dag_repo`."""
     import engine
     from images import standins
-    from tests.stacks import stack_file_config
+    from testbed.stacks import stack_file_config
 
     shutil.copy(engine.ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     backend = engine.Backend(url=f"file://{work}", passphrase="node-test", extra_env={"KUBECONFIG": str(kubeconfig)})

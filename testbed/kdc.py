@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.processes import stop
+from testbed.processes import stop
 
 REALM = "AIRFLOW.TEST"
 TOOLS = ("krb5kdc", "kdb5_util", "kadmin.local", "kinit", "klist", "kvno")

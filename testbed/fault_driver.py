@@ -1,5 +1,5 @@
-"""`python -m tests.fault_driver envs ARGS...`: `python -m envs ARGS...` exactly, except that the program marks
-every Kubernetes object `pulumi.com/skipAwait` (tests/apiserver.py: nothing becomes ready on the API server
+"""`python -m testbed.fault_driver envs ARGS...`: `python -m envs ARGS...` exactly, except that the program marks
+every Kubernetes object `pulumi.com/skipAwait` (testbed/apiserver.py: nothing becomes ready on the API server
 fixture, which has no nodes). The deploy-fault tests run it as a separate process so that they can kill it.
 """
 
@@ -9,7 +9,7 @@ import sys
 
 import engine
 from envs import cli
-from tests.apiserver import instance_without_awaiting
+from testbed.apiserver import instance_without_awaiting
 
 
 class SkipAwaitEngine(cli.Engine):

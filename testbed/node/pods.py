@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from tests.apiserver import KubeAPI
+from testbed.apiserver import KubeAPI
 
 # Tries each (name, address, port) with a 3 s timeout and prints one line `PATHS {name: "open" | "closed (...)"}`.
-# Run in a task pod (tests/node/instance.py's DAG) and in plain pods (tests/node/test_network_policies.py).
+# Run in a task pod (testbed/node/instance.py's DAG) and in plain pods (tests/node/test_network_policies.py).
 PROBE_FUNCTION = """
 def probe(targets):
     import json

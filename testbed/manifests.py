@@ -12,8 +12,8 @@ import functools
 
 import yaml
 
-from tests.harness import StackRun, run_stack
-from tests.stacks import KERBEROS_CONFIG, TEST_SECRETS, stack_file_config
+from testbed.harness import StackRun, run_stack
+from testbed.stacks import KERBEROS_CONFIG, TEST_SECRETS, stack_file_config
 
 COMMITTED_STACKS = ("dev", "prod", "team-analytics", "team-search")
 BRANCH_BRANCH = "feature/JIRA-123_Big Thing"
@@ -46,7 +46,7 @@ def stack_run(stack: str) -> StackRun:
     name, config = stack_config(stack)
     secrets = dict(TEST_SECRETS)
     if stack == "kerberos":
-        from tests.stacks import KEYTAB_B64
+        from testbed.stacks import KEYTAB_B64
 
         secrets["kerberosKeytab"] = KEYTAB_B64
     # The Kerberos variant is dev's stack (disposable: its development login is allowed) under its own instance.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import PROJECT, ROOT
+from testbed.harness import PROJECT, ROOT
 
 KEYTAB_B64 = base64.b64encode(b"\x05\x02 a keytab for tests").decode()
 

@@ -7,7 +7,7 @@ volumes the fixture provides, and the CloudNativePG operator as a host process w
 URL (scripts/install-node-tools). Images come from scripts/build-node-images under the exact references the
 program renders; nothing is pulled.
 
-Fixed addresses (tests/node/host.py): the node is 10.244.0.1 on its own bridge, services are 10.96.0.0/24.
+Fixed addresses (testbed/node/host.py): the node is 10.244.0.1 on its own bridge, services are 10.96.0.0/24.
 Only one node runs at a time on a machine.
 """
 
@@ -25,10 +25,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.apiserver import KubeAPI, _free_ports, install_crds
+from testbed.apiserver import KubeAPI, _free_ports, install_crds
 from images.standins import COREDNS_IMAGE
-from tests.node import host, pki
-from tests.processes import stop as stop_process
+from testbed.node import host, pki
+from testbed.processes import stop as stop_process
 
 NODE_NAME = "airflow-node"
 API_PORT = 6443
