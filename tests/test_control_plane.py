@@ -4,42 +4,17 @@ import base64
 import json
 
 import pytest
-import yaml
 from cryptography.fernet import Fernet
 
 from testbed.harness import run_stack
-from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.runs import S3_KEYS, dev, pod_spec, pod_specs, prod, task_pod_template
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS
 
-S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
 LOG_KEYS = {k: TEST_SECRETS[k] for k in ("s3LogAccessKeyId", "s3LogSecretAccessKey")}
 GIT = {"gitSync": {"enabled": True, "repo": "https://git.example.org/team/dags.git", "ref": "feature/x", "periodSeconds": 30}}
 KNOWN_HOSTS = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 SSH_GIT = {"gitSync": {"enabled": True, "repo": "git@git.example.org:team/dags.git", "knownHosts": KNOWN_HOSTS}}
 LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer")
-
-
-def dev(config=None, secrets=None):
-    return run_stack({**stack_file_config("dev"), **(config or {})}, {**S3_KEYS, **(secrets or {})}, stack="dev")
-
-
-def prod(config=None):
-    return run_stack({**stack_file_config("prod"), **(config or {})}, dict(TEST_SECRETS), stack="prod")
-
-
-def pod_spec(resource):
-    return resource.inputs["spec"]["template"]["spec"]
-
-
-def task_template(run):
-    return yaml.safe_load(run.one("ConfigMap", "-pod-template").inputs["data"]["pod_template.yaml"])
-
-
-def all_pod_specs(run):
-    """Every pod this stack can start: Deployments, the migration Job, and the task pod template."""
-    specs = {d.k8s_name: pod_spec(d) for d in run.of_kind("Deployment")}
-    specs.update({j.k8s_name: pod_spec(j) for j in run.of_kind("Job")})
-    specs["task pod"] = task_template(run)["spec"]
-    return specs
 
 
 def containers_of(spec):
@@ -112,7 +87,7 @@ def test_no_configmap_or_env_literal_holds_a_secret():
                *generated_secret_values(run)]
     secrets.append(run.one("Secret", "-secrets").inputs["stringData"]["AIRFLOW__CORE__FERNET_KEY"])
     literals = [repr(c.inputs) for c in run.of_kind("ConfigMap")]
-    for spec in all_pod_specs(run).values():
+    for spec in pod_specs(run, cronjobs=False).values():
         literals += [repr(c.get("env", [])) + repr(c.get("args", [])) for c in containers_of(spec)]
     for text in literals:
         for secret in secrets:
@@ -131,7 +106,7 @@ def test_jwt_secret_is_shared_by_api_server_and_scheduler():
 
 def test_task_pods_carry_no_database_credentials_no_secrets_and_no_token():
     run = dev()
-    template = task_template(run)
+    template = task_pod_template(run)
     spec = template["spec"]
     assert spec["automountServiceAccountToken"] is False
     assert spec["serviceAccountName"] == "dev-task"
@@ -143,13 +118,13 @@ def test_task_pods_carry_no_database_credentials_no_secrets_and_no_token():
 
 
 def test_task_pods_get_a_token_only_when_the_stack_opts_in():
-    spec = task_template(dev({"taskPod": {"kubernetesApiAccess": True}}))["spec"]
+    spec = task_pod_template(dev({"taskPod": {"kubernetesApiAccess": True}}))["spec"]
     assert spec["automountServiceAccountToken"] is True
 
 
 def test_task_pod_template_is_what_the_kubernetes_executor_expects():
     run = dev({"team": "growth"})
-    template = task_template(run)
+    template = task_pod_template(run)
     spec = template["spec"]
     assert spec["containers"][0]["name"] == "base" and spec["containers"][0]["image"] == "apache/airflow:3.3.2-python3.12"
     assert spec["restartPolicy"] == "Never"
@@ -258,7 +233,7 @@ def test_an_airflow_upgrade_creates_a_new_migration_job():
 
 
 def test_every_container_has_requests_and_limits():
-    for name, spec in all_pod_specs(prod()).items():
+    for name, spec in pod_specs(prod(), cronjobs=False).items():
         for container in containers_of(spec):
             resources = container.get("resources", {})
             assert {"cpu", "memory"} <= set(resources.get("requests", {})), (name, container["name"])
@@ -267,7 +242,7 @@ def test_every_container_has_requests_and_limits():
 
 def test_every_pod_meets_pod_security_restricted():
     run = dev({**KERBEROS_CONFIG, **SSH_GIT}, {"kerberosKeytab": KEYTAB_B64, "gitSyncSshKey": "-----BEGIN KEY-----"})
-    specs = all_pod_specs(run)
+    specs = pod_specs(run, cronjobs=False)
     assert {"dev-kerberos", "dev-migrate-3-3-2", "task pod", *(f"dev-{c}" for c in LONG_RUNNING)} <= set(specs)
     for name, spec in specs.items():
         pod = spec["securityContext"]
@@ -292,9 +267,9 @@ def test_every_container_that_runs_airflow_reads_an_airflow_cfg_that_exists_so_a
     # Airflow 3.3's `airflow` command writes a default airflow.cfg to AIRFLOW_CONFIG unless that path exists;
     # under our read-only root that killed every Airflow container at start (tests/test_real_airflow.py shows it).
     run = dev({**KERBEROS_CONFIG, **GIT}, {"kerberosKeytab": KEYTAB_B64})
-    specs = all_pod_specs(run)
+    specs = pod_specs(run, cronjobs=False)
     specs.update({c.k8s_name: c.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in run.of_kind("CronJob")})
-    image = task_template(run)["spec"]["containers"][0]["image"]
+    image = task_pod_template(run)["spec"]["containers"][0]["image"]
     runs_airflow = set()
     for name, spec in specs.items():
         for container in containers_of(spec):
@@ -340,7 +315,7 @@ def test_prod_runs_two_schedulers_with_pdb_and_anti_affinity():
 def test_node_placement_applies_to_every_pod():
     placement = {"placement": {"nodeSelector": {"pool": "airflow"},
                                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "airflow", "effect": "NoSchedule"}]}}
-    for name, spec in all_pod_specs(dev(placement)).items():
+    for name, spec in pod_specs(dev(placement), cronjobs=False).items():
         assert spec["nodeSelector"] == {"pool": "airflow"}, name
         assert spec["tolerations"][0]["key"] == "dedicated", name
 
@@ -388,7 +363,7 @@ def test_git_sync_runs_beside_dag_parsers_and_before_each_task():
         assert "--ref=feature/x" in sidecar["args"] and "--period=30s" in sidecar["args"]
         assert "--password-file=/etc/git-secret/token" in sidecar["args"]
     assert [c["name"] for c in pod_spec(run.one("Deployment", "dev-scheduler"))["containers"]] == ["scheduler"]
-    init = task_template(run)["spec"]["initContainers"]
+    init = task_pod_template(run)["spec"]["initContainers"]
     assert init[0]["name"] == "git-sync" and "--one-time" in init[0]["args"]
     assert config_env(run)["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags/repo"
     assert run.one("Secret", "-git-sync").inputs["stringData"] == {"token": "token"}
@@ -448,14 +423,14 @@ def test_stack_outputs_tell_a_team_where_everything_is():
 
 def test_kerberos_ticket_reaches_scheduler_api_server_and_task_pods_but_not_the_keytab():
     run = dev(KERBEROS_CONFIG, {"kerberosKeytab": KEYTAB_B64})
-    for name, spec in all_pod_specs(run).items():
+    for name, spec in pod_specs(run, cronjobs=False).items():
         claims = {v.get("persistentVolumeClaim", {}).get("claimName") for v in spec["volumes"]}
         secrets = {v.get("secret", {}).get("secretName") for v in spec["volumes"]}
         if name in ("dev-scheduler", "dev-api-server", "task pod", "dev-kerberos"):
             assert "dev-krb5-ccache" in claims, name
         if name != "dev-kerberos":
             assert "dev-keytab" not in secrets, name
-    env = {e["name"]: e["value"] for e in task_template(run)["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e["value"] for e in task_pod_template(run)["spec"]["containers"][0]["env"]}
     assert env["KRB5CCNAME"] == "FILE:/var/run/airflow-krb5/krb5cc"
 
 

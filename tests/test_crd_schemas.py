@@ -8,9 +8,8 @@ import jsonschema
 import pytest
 import yaml
 
-from testbed.harness import run_stack
 from testbed.manifests import strict_schema
-from testbed.stacks import TEST_SECRETS, stack_file_config
+from testbed.runs import prod
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,7 +29,7 @@ def schema_for(crd_dir):
 
 @functools.lru_cache(maxsize=None)
 def prod_run():
-    return run_stack(stack_file_config("prod"), dict(TEST_SECRETS), stack="prod")
+    return prod()
 
 
 def problems(schema_for, kind: str, **spec_changes) -> list[str]:

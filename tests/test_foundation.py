@@ -5,19 +5,11 @@ import pytest
 
 from components import kube
 from testbed.harness import run_stack
-from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.runs import S3_KEYS, dev, prod
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS
 
-S3_KEYS = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}
 BACKUP_KEYS = {k: TEST_SECRETS[k] for k in ("s3BackupAccessKeyId", "s3BackupSecretAccessKey")}
 PROD_SECRETS = {**S3_KEYS, **BACKUP_KEYS, "authOidcClientSecret": TEST_SECRETS["authOidcClientSecret"]}
-
-
-def dev(**extra_config):
-    return run_stack({**stack_file_config("dev"), **extra_config}, S3_KEYS, stack="dev")
-
-
-def prod():
-    return run_stack(stack_file_config("prod"), PROD_SECRETS, stack="prod")
 
 
 def rules_of(run, role_name):
@@ -64,7 +56,7 @@ def test_namespace_enforces_pod_security_restricted():
 
 
 def test_existing_namespace_is_used_not_created():
-    run = dev(createNamespace=False, namespace="team-data")
+    run = dev({"createNamespace": False, "namespace": "team-data"})
     assert run.of_kind("Namespace") == []
     assert {sa.metadata["namespace"] for sa in run.of_kind("ServiceAccount")} == {"team-data"}
 
@@ -107,7 +99,7 @@ def test_task_pods_get_no_rights_and_no_token():
 
 
 def test_task_pods_get_pod_rights_only_when_the_stack_opts_in():
-    run = dev(taskPod={"kubernetesApiAccess": True})
+    run = dev({"taskPod": {"kubernetesApiAccess": True}})
     assert binding_subjects(run)["dev-task"] == ["dev-task"]
     assert ("pods", "create") in rules_of(run, "dev-task")
 
@@ -138,7 +130,7 @@ def test_database_bootstraps_airflow_owned_by_airflow_with_a_generated_password(
 
 
 def test_prod_database_has_three_instances_anti_affinity_pdb_and_two_poolers():
-    run = prod()
+    run = prod(secrets=PROD_SECRETS)
     spec = run.one("Cluster").inputs["spec"]
     assert spec["instances"] == 3 and spec["enablePDB"] is True
     assert spec["affinity"]["enablePodAntiAffinity"] is True
@@ -151,7 +143,7 @@ def test_single_instance_database_has_no_pdb_to_block_node_drains():
 
 
 def test_prod_archives_wal_and_takes_daily_backups_through_the_barman_plugin():
-    run = prod()
+    run = prod(secrets=PROD_SECRETS)
     spec = run.one("Cluster").inputs["spec"]
     assert spec["plugins"] == [
         {"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": True, "parameters": {"barmanObjectName": "prod-pg-backups"}}
@@ -208,7 +200,7 @@ def test_external_database_mode_creates_no_cluster():
 
 
 def test_no_configmap_holds_a_secret_value():
-    run = run_stack({**stack_file_config("dev"), **KERBEROS_CONFIG}, {**S3_KEYS, "kerberosKeytab": KEYTAB_B64}, stack="dev")
+    run = dev(KERBEROS_CONFIG, {"kerberosKeytab": KEYTAB_B64})
     secrets = [*S3_KEYS.values(), KEYTAB_B64, *(r.outputs_secret for r in run.resources if hasattr(r, "outputs_secret"))]
     for config_map in run.of_kind("ConfigMap"):
         text = repr(config_map.inputs)
@@ -217,7 +209,7 @@ def test_no_configmap_holds_a_secret_value():
 
 
 def test_s3_credentials_travel_only_as_secrets():
-    run = prod()
+    run = prod(secrets=PROD_SECRETS)
     bucket = next(r for r in run.resources if r.type.startswith("pulumi-python:dynamic"))
     assert {"access_key_id", "secret_access_key"} <= bucket.secret_paths
     for resource in run.resources:
@@ -240,7 +232,7 @@ def test_names_of_the_longest_allowed_instance_stay_within_kubernetes_limits():
 
 @pytest.mark.parametrize("stack,protected", [("prod", True), ("dev", False)])
 def test_prod_protects_and_retains_the_database_its_namespace_and_the_bucket(stack, protected):
-    run = prod() if stack == "prod" else dev()
+    run = prod(secrets=PROD_SECRETS) if stack == "prod" else dev()
     stateful = [run.one("Cluster"), run.one("Pooler"), run.by_pulumi_name("RandomPassword", f"{stack}-password"), run.one("Secret", "-db-credentials"),
                 run.one("Namespace")]
     stateful.append(next(r for r in run.resources if r.type.startswith("pulumi-python:dynamic")))

@@ -1,16 +1,13 @@
 """KerberosKeytab: the keytab reaches only the renewer; the ticket reaches every consumer."""
 
 from testbed.harness import run_stack
+from testbed.runs import deployment_pod_specs
 from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64
 
 
 def kerberos_run(**settings):
     config = {"kerberos": {**KERBEROS_CONFIG["kerberos"], **settings}}
     return run_stack(config, {"kerberosKeytab": KEYTAB_B64}, stack="dev")
-
-
-def pod_specs(run):
-    return [(d.k8s_name, d.inputs["spec"]["template"]["spec"]) for d in run.of_kind("Deployment")]
 
 
 def test_disabled_kerberos_creates_nothing():
@@ -24,7 +21,7 @@ def test_keytab_is_a_secret_mounted_read_only_by_the_renewer_only():
     assert keytab.inputs["data"] == {"airflow.keytab": KEYTAB_B64}
     assert "data" in keytab.secret_paths
     mounting = []
-    for name, spec in pod_specs(run):
+    for name, spec in deployment_pod_specs(run).items():
         volumes = {v["name"] for v in spec["volumes"] if v.get("secret", {}).get("secretName") == "dev-keytab"}
         for container in spec["containers"]:
             for mount in container.get("volumeMounts", []):
@@ -101,10 +98,10 @@ def test_ticket_reaches_scheduler_api_server_triggerer_and_task_pods_but_not_the
     import yaml
 
     run = kerberos_run()
-    holders = {name for name, spec in pod_specs(run) if any(v["name"] == "krb5-ccache" for v in spec["volumes"])}
+    holders = {name for name, spec in deployment_pod_specs(run).items() if any(v["name"] == "krb5-ccache" for v in spec["volumes"])}
     # The renewer writes the cache; deferrable operators' triggers need the ticket as much as tasks do.
     assert holders == {"dev-kerberos", "dev-scheduler", "dev-api-server", "dev-triggerer"}
-    for name, spec in pod_specs(run):
+    for name, spec in deployment_pod_specs(run).items():
         if name in ("dev-scheduler", "dev-api-server", "dev-triggerer"):
             main = spec["containers"][0]
             assert {"name": "KRB5CCNAME", "value": "FILE:/var/run/airflow-krb5/krb5cc"} in main["env"]
@@ -129,7 +126,7 @@ def test_api_auth_mounts_the_http_keytab_and_the_spnego_plugin_into_the_api_serv
     assert secret.inputs["data"] == {"http.keytab": HTTP_KEYTAB_B64} and "data" in secret.secret_paths
     plugin = run.one("ConfigMap", "-api-plugins").inputs["data"]["kerberos_api.py"]
     assert "class SpnegoMiddleware" in plugin and "fastapi_root_middlewares" in plugin
-    for name, spec in pod_specs(run):
+    for name, spec in deployment_pod_specs(run).items():
         volumes = {v["name"] for v in spec["volumes"]}
         env = {e["name"]: e.get("value") for c in spec["containers"] for e in c.get("env") or []}
         if name == "dev-api-server":

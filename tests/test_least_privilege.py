@@ -13,32 +13,18 @@ from components.settings import ConfigError, capacity, parse_settings
 from components.settings.docs import stacks_capacity_markdown
 from components.s3_access import bucket_policy, identity_policies
 from policy import rules
-from testbed.harness import ROOT, run_stack
+from testbed.harness import ROOT
+from testbed.runs import dev, pod_specs, stack
 from testbed.stacks import TEST_SECRETS, stack_file_config
 
 KNOWN_HOSTS = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 STACKS = ("dev", "prod", "team-analytics", "team-search")
 
 
-def stack(name, config=None, secrets=None):
-    return run_stack({**stack_file_config(name), **(config or {})}, {**TEST_SECRETS, **(secrets or {})}, stack=name)
-
-
 def refused(config, secrets=None, name="dev"):
     with pytest.raises(ConfigError) as error:
         stack(name, config, secrets)
     return str(error.value)
-
-
-def pod_specs(run):
-    specs = {d.k8s_name: d.inputs["spec"]["template"]["spec"] for d in run.of_kind("Deployment")}
-    template = yaml.safe_load(run.one("ConfigMap", "-pod-template").inputs["data"]["pod_template.yaml"])
-    specs["task pod"] = template["spec"]
-    for job in run.of_kind("Job"):
-        specs[job.k8s_name] = job.inputs["spec"]["template"]["spec"]
-    for cron in run.of_kind("CronJob"):
-        specs[cron.k8s_name] = cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return specs
 
 
 def secret_names_read(spec):
@@ -68,7 +54,7 @@ def test_the_provisioning_key_reaches_no_pod_and_each_pod_gets_only_its_jobs_key
 
 
 def test_without_a_log_key_pods_use_the_ambient_chain_never_the_provisioning_key():
-    run = run_stack(stack_file_config("dev"), {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey")}, stack="dev")
+    run = dev()
     connections = json.loads(run.one("Secret", "-connections").inputs["stringData"]["connections.json"])
     assert "login" not in connections["s3_logs"] and "password" not in connections["s3_logs"]
 

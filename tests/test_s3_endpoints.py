@@ -4,7 +4,6 @@ task pods' egress. A loopback address is fine for provisioning (the embedded def
 itself in a pod: refused on a stack that deploys, allowed when rendering, and scripts/local-up says what the
 rendered pods are told."""
 
-from __future__ import annotations
 
 import json
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from components.settings import ConfigError, parse_settings
 from testbed.harness import ROOT, run_stack
+from testbed.runs import dev
 from testbed.stacks import TEST_SECRETS, stack_file_config
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -22,9 +22,8 @@ HOST = "http://127.0.0.1:9000"  # where `pulumi up` reaches the store
 POD = "http://10.244.0.1:9000"  # where pods reach it
 
 
-def dev(s3: dict, **config):
-    dev_config = stack_file_config("dev")
-    return run_stack({**dev_config, "s3": {**dev_config["s3"], **s3}, **config}, dict(TEST_SECRETS), stack="dev")
+def dev_with_s3(s3: dict, **config):
+    return dev({"s3": {**stack_file_config("dev")["s3"], **s3}, **config}, TEST_SECRETS)
 
 
 def problems(s3: dict, **config) -> str:
@@ -69,7 +68,7 @@ def test_the_pod_endpoint_must_be_a_url():
 
 
 def test_the_bucket_is_provisioned_through_the_endpoint_url_and_pods_are_told_the_pod_endpoint():
-    run = dev({"endpointUrl": HOST, "podEndpointUrl": POD}, postgres={"backups": {"enabled": True}})
+    run = dev_with_s3({"endpointUrl": HOST, "podEndpointUrl": POD}, postgres={"backups": {"enabled": True}})
     bucket = next(r for r in run.resources if r.type == "pulumi-python:dynamic:S3Bucket")
     assert bucket.inputs["endpoint_url"] == HOST
     log = json.loads(run.one("Secret", "-connections").inputs["stringData"]["connections.json"])["s3_logs"]
@@ -96,7 +95,7 @@ def test_a_restore_reads_the_archive_through_the_pod_endpoint():
 
 
 def test_without_a_pod_endpoint_pods_are_told_the_endpoint_url():
-    run = dev({"endpointUrl": "https://rgw.example.org"})
+    run = dev_with_s3({"endpointUrl": "https://rgw.example.org"})
     log = json.loads(run.one("Secret", "-connections").inputs["stringData"]["connections.json"])["s3_logs"]
     assert log["extra"]["endpoint_url"] == "https://rgw.example.org"
 
@@ -109,7 +108,7 @@ def test_without_a_pod_endpoint_pods_are_told_the_endpoint_url():
     ("https://s3.eu-west-1.amazonaws.com", None),  # a name outside the cluster: taskPodEgressCidrs alone
 ])
 def test_task_pods_may_reach_the_pod_endpoint_where_a_network_policy_can_name_it(url, rule):
-    run = dev({"endpointUrl": url}, network={"taskPodEgressCidrs": []}, metrics={"enabled": False})
+    run = dev_with_s3({"endpointUrl": url}, network={"taskPodEgressCidrs": []}, metrics={"enabled": False})
     egress = next(p for p in run.of_kind("NetworkPolicy") if p.k8s_name == "dev-task-egress").inputs["spec"]["egress"]
     assert len(egress) == (3 if rule else 2)  # DNS, the api-server, (S3)
     if rule:
