@@ -26,7 +26,7 @@ STACKS = ["dev", "prod", "team-analytics"]
     [
         (["Pulumi.dev.yaml"], ["dev"]),
         (["Pulumi.prod.yaml", "README.md"], ["prod"]),
-        (["README.md", "tests/test_config.py", "docs/x.md"], []),
+        (["README.md", "tests/settings/test_config.py", "docs/x.md"], []),
         (["__main__.py"], STACKS),
         (["components/postgres_cluster.py"], STACKS),
         (["Pulumi.yaml"], STACKS),

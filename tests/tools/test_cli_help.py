@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 60  # a command that sets something up instead of answering is stopped here
 QUICK_S = 15  # an answer takes well under a second alone; this allows for a loaded machine
 

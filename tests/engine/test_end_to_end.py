@@ -322,8 +322,8 @@ def test_a_branch_environment_is_created_and_destroyed_for_real(project, s3_endp
 
 
 def test_ci_preview_posts_one_redacted_comment_from_a_real_preview(instance, project, monkeypatch):
-    from tests.test_ci_comment_http import Forge
-    from tests.test_ci_preview import ci
+    from tests.tools.test_ci_comment_http import Forge
+    from tests.tools.test_ci_preview import ci
 
     it = instance()
     it.up()

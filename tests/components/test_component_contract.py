@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-COMPONENTS = Path(__file__).resolve().parent.parent / "components"
+COMPONENTS = Path(__file__).resolve().parents[2] / "components"
 HANDED_OVER = ("BackupDestination",)
 
 

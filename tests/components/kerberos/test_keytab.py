@@ -171,7 +171,7 @@ def test_spnego_plugin_maps_principals_of_the_instance_realm_to_plain_user_names
     import ast
     import pathlib
 
-    source = (pathlib.Path(__file__).parent.parent / "components/airflow_plugins/kerberos_api.py").read_text()
+    source = (pathlib.Path(__file__).parents[3] / "components/airflow_plugins/kerberos_api.py").read_text()
     namespace: dict = {}
     function = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "username_for")
     exec(compile(ast.Module([function], []), "kerberos_api.py", "exec"), namespace)

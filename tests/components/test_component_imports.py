@@ -4,13 +4,13 @@ matter (a name half-defined when the other module reads it), and it hides which 
 
 The settings package (components/settings/) counts as one module here, its imports the union of its modules':
 the components import it, and it imports only the modules that name images and Kubernetes names.
-tests/test_settings_imports.py checks the order inside it.
+tests/settings/test_settings_imports.py checks the order inside it.
 """
 
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "components"
 
 

@@ -1,5 +1,5 @@
 """scripts/local-up's `kubectl apply` of the rendered folder: the order it names the files in. That the command
-applies a real render to a real API server in one pass is tests/test_e2e_engine.py's
+applies a real render to a real API server in one pass is tests/engine/test_end_to_end.py's
 test_the_kubectl_command_local_up_prints_applies_the_rendered_folder_in_one_pass."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pulumi import automation as auto
 
-from tests.test_ci_preview import PREVIEW, ci
+from tests.tools.test_ci_preview import PREVIEW, ci
 
 SECRET_CONFIG = "wJalrXUtnFEMI-K7MDENG-bPxRfiCY"
 TOKEN = "glpat-forge-token-123456"

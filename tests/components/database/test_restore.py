@@ -9,7 +9,7 @@ import pytest
 from components.settings import ConfigError
 from testbed.harness import run_stack
 from testbed.stacks import TEST_SECRETS, stack_file_config
-from tests.test_crd_schemas import _schema
+from tests.components.database.test_crd_schemas import _schema
 
 # The branch reads prod's archive with its own backup key (which needs read access to prod's backup prefix).
 S3 = {k: TEST_SECRETS[k] for k in ("s3AccessKeyId", "s3SecretAccessKey", "s3BackupAccessKeyId", "s3BackupSecretAccessKey")}
