@@ -27,7 +27,7 @@ import pytest
 from components.metrics import mapping_yaml
 from components.metrics_catalog import ALERTS, STATSD_MAPPING
 from testbed.harness import ROOT, run_stack
-from tests.test_real_airflow import _tail, airflow_python, postgres  # noqa: F401 (fixtures)
+from tests.airflow.venv import _tail
 
 pytestmark = pytest.mark.slow
 

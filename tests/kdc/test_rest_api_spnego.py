@@ -27,7 +27,6 @@ from testbed.harness import run_stack
 from testbed.kdc import free_port
 from testbed.pod_view import PodView
 from testbed.processes import stop
-from tests.test_real_airflow import airflow_python  # noqa: F401  (the fixture: the cached Airflow venv)
 
 pytestmark = pytest.mark.slow
 

@@ -116,8 +116,8 @@ CHECKOV_SKIPS: dict[str, dict] = {
     },
     "CKV_K8S_35": {
         "reason": "Airflow reads the Fernet key, JWT secret and database URL from AIRFLOW__* variables; they come "
-                  "from our Kubernetes Secrets by secretKeyRef/envFrom, never as literals (test_control_plane). "
-                  "Files would need Airflow's `_CMD` variants in every container: a separate change.",
+                  "from our Kubernetes Secrets by secretKeyRef/envFrom, never as literals "
+                  "(tests/components/control_plane/test_secrets.py). Files would need Airflow's `_CMD` variants in every container: a separate change.",
     },
     "CKV_K8S_9": {
         "reason": "A readiness probe decides whether a Service sends a pod traffic; the scheduler, dag-processor, "

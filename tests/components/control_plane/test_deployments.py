@@ -62,7 +62,7 @@ def test_every_pod_meets_pod_security_restricted():
 
 def test_every_container_that_runs_airflow_reads_an_airflow_cfg_that_exists_so_airflow_never_writes_one():
     # Airflow 3.3's `airflow` command writes a default airflow.cfg to AIRFLOW_CONFIG unless that path exists;
-    # under our read-only root that killed every Airflow container at start (tests/test_real_airflow.py shows it).
+    # under our read-only root that killed every Airflow container at start (tests/airflow/test_command_lines.py shows it).
     run = dev({**KERBEROS_CONFIG, **GIT}, {"kerberosKeytab": KEYTAB_B64})
     specs = pod_specs(run, cronjobs=False)
     specs.update({c.k8s_name: c.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in run.of_kind("CronJob")})
@@ -91,7 +91,7 @@ def test_probes_test_the_process_not_just_the_port():
     assert scheduler["livenessProbe"]["httpGet"] == {"path": "/health", "port": 8974}
     assert config_env(run)["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "True"
     # The dag-processor's and the triggerer's `airflow jobs check` probes run against a real database in
-    # tests/test_real_airflow.py (test_the_job_probes_pass_for_this_pods_live_job_and_fail_without_one).
+    # tests/airflow/test_migration_on_postgres.py (test_the_job_probes_pass_for_this_pods_live_job_and_fail_without_one).
     for component in ("dag-processor", "triggerer"):
         container = pod_spec(run.one("Deployment", f"dev-{component}"))["containers"][0]
         assert container["livenessProbe"]["exec"] == container["readinessProbe"]["exec"]

@@ -16,7 +16,8 @@ from pulumi.runtime import rpc
 
 from components import log_bucket_provider
 from components.log_bucket_provider import BucketProvider, LogBucketError
-from tests.components.log_bucket.provider_calls import ACCESS_KEY, PEM, SECRET_KEY, create, error_code, lifecycle_rule, make_props, outs_for
+from tests.components.log_bucket.provider_calls import (ACCESS_KEY, PEM, SECRET_KEY, create, error_code,
+    lifecycle_rule, make_props, outs_for)
 
 
 # --- create ---------------------------------------------------------------------------------------------------
