@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
+from components.settings import ConfigError
 from testbed.harness import StackRun, run_stack
 from testbed.stacks import TEST_SECRETS, stack_file_config
 
@@ -18,13 +20,36 @@ def dev(config: dict | None = None, secrets: dict | None = None) -> StackRun:
 
 def prod(config: dict | None = None, secrets: dict | None = None) -> StackRun:
     """The prod stack (Pulumi.prod.yaml) with `config` over it, and `secrets` (default: every test secret)."""
-    return run_stack({**stack_file_config("prod"), **(config or {})}, dict(TEST_SECRETS if secrets is None else secrets),
-                     stack="prod")
+    secrets = TEST_SECRETS if secrets is None else secrets
+    return run_stack({**stack_file_config("prod"), **(config or {})}, dict(secrets), stack="prod")
 
 
 def stack(name: str, config: dict | None = None, secrets: dict | None = None) -> StackRun:
     """A committed stack (Pulumi.<name>.yaml) with `config` over it, every test secret and `secrets`."""
     return run_stack({**stack_file_config(name), **(config or {})}, {**TEST_SECRETS, **(secrets or {})}, stack=name)
+
+
+def refused(config: dict, secrets: dict | None = None, name: str = "dev") -> str:
+    """The ConfigError `stack(name, config, secrets)` raises, as text; a failure if it raises none."""
+    with pytest.raises(ConfigError) as error:
+        stack(name, config, secrets)
+    return str(error.value)
+
+
+def config_env(run: StackRun) -> dict:
+    """The Airflow configuration the control plane renders (its ConfigMap's data)."""
+    return run.one("ConfigMap", "-config").inputs["data"]
+
+
+def checksums(run: StackRun) -> dict[str, str]:
+    """Deployment name -> the config checksum that rolls its pods (the Kerberos renewer's, which has none, left out)."""
+    return {d.k8s_name: d.inputs["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for d in run.of_kind("Deployment") if d.k8s_name != "dev-kerberos"}
+
+
+def containers_of(spec: dict) -> list[dict]:
+    """The init containers and the containers of a pod spec."""
+    return [*spec.get("initContainers", []), *spec["containers"]]
 
 
 def pod_spec(workload) -> dict:

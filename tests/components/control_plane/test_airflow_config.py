@@ -2,14 +2,10 @@
 
 import json
 
-from testbed.runs import dev
+from testbed.runs import config_env, dev
 from testbed.stacks import TEST_SECRETS
 
 LOG_KEYS = {k: TEST_SECRETS[k] for k in ("s3LogAccessKeyId", "s3LogSecretAccessKey")}
-
-
-def config_env(run):
-    return run.one("ConfigMap", "-config").inputs["data"]
 
 
 def test_executor_logging_and_secrets_backend_settings():

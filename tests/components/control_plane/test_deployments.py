@@ -4,26 +4,13 @@ Pod Security, probes, placement, replicas, and which pods a change rolls."""
 import pytest
 
 from policy import rules
-from testbed.runs import dev, pod_spec, pod_specs, prod, task_pod_template, stack
+from testbed.runs import checksums, config_env, containers_of, dev, pod_spec, pod_specs, prod, stack, task_pod_template
 from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64
 
 GIT = {"gitSync": {"enabled": True, "repo": "https://git.example.org/team/dags.git", "ref": "feature/x", "periodSeconds": 30}}
 KNOWN_HOSTS = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 SSH_GIT = {"gitSync": {"enabled": True, "repo": "git@git.example.org:team/dags.git", "knownHosts": KNOWN_HOSTS}}
 LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer")
-
-
-def containers_of(spec):
-    return [*spec.get("initContainers", []), *spec["containers"]]
-
-
-def config_env(run):
-    return run.one("ConfigMap", "-config").inputs["data"]
-
-
-def checksums(run):
-    return {d.k8s_name: d.inputs["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-            for d in run.of_kind("Deployment") if d.k8s_name != "dev-kerberos"}
 
 
 # --- deployments -------------------------------------------------------------------------------------------

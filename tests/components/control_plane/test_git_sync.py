@@ -3,21 +3,10 @@
 import pytest
 
 from components import kube
-from components.settings import ConfigError
-from testbed.runs import dev, pod_spec, pod_specs, task_pod_template, stack
+from testbed.runs import config_env, dev, pod_spec, pod_specs, refused, stack, task_pod_template
 
 GIT = {"gitSync": {"enabled": True, "repo": "https://git.example.org/team/dags.git", "ref": "feature/x", "periodSeconds": 30}}
 KNOWN_HOSTS = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-
-
-def config_env(run):
-    return run.one("ConfigMap", "-config").inputs["data"]
-
-
-def refused(config, secrets=None, name="dev"):
-    with pytest.raises(ConfigError) as error:
-        stack(name, config, secrets)
-    return str(error.value)
 
 
 # --- DAG delivery --------------------------------------------------------------------------------------------

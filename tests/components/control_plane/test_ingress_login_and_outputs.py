@@ -7,23 +7,13 @@ import pytest
 
 from components.settings import ConfigError, parse_settings
 from policy import rules
-from testbed.runs import dev, pod_spec, pod_specs, prod, task_pod_template, stack
+from testbed.runs import config_env, dev, pod_spec, pod_specs, prod, refused, task_pod_template
 from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
-def config_env(run):
-    return run.one("ConfigMap", "-config").inputs["data"]
-
-
 STACKS = ("dev", "prod", "team-analytics", "team-search")
-
-
-def refused(config, secrets=None, name="dev"):
-    with pytest.raises(ConfigError) as error:
-        stack(name, config, secrets)
-    return str(error.value)
 
 
 # --- reaching it ----------------------------------------------------------------------------------------------

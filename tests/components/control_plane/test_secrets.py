@@ -5,7 +5,7 @@ import base64
 
 from cryptography.fernet import Fernet
 
-from testbed.runs import S3_KEYS, dev, pod_spec, pod_specs, prod, stack
+from testbed.runs import checksums, containers_of, dev, pod_spec, pod_specs, prod, S3_KEYS, stack
 from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS
 
 LOG_KEYS = {k: TEST_SECRETS[k] for k in ("s3LogAccessKeyId", "s3LogSecretAccessKey")}
@@ -13,17 +13,8 @@ GIT = {"gitSync": {"enabled": True, "repo": "https://git.example.org/team/dags.g
 LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
-def containers_of(spec):
-    return [*spec.get("initContainers", []), *spec["containers"]]
-
-
 def generated_secret_values(run):
     return [r.outputs_secret for r in run.resources if hasattr(r, "outputs_secret")]
-
-
-def checksums(run):
-    return {d.k8s_name: d.inputs["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-            for d in run.of_kind("Deployment") if d.k8s_name != "dev-kerberos"}
 
 
 BACKUP_KEYS = {k: TEST_SECRETS[k] for k in ("s3BackupAccessKeyId", "s3BackupSecretAccessKey")}

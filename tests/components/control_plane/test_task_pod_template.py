@@ -2,11 +2,7 @@
 
 import json
 
-from testbed.runs import dev, pod_spec, task_pod_template
-
-
-def config_env(run):
-    return run.one("ConfigMap", "-config").inputs["data"]
+from testbed.runs import config_env, dev, pod_spec, task_pod_template
 
 
 def test_task_pods_carry_no_database_credentials_no_secrets_and_no_token():

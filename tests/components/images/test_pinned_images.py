@@ -3,17 +3,10 @@
 import pytest
 
 from components import images
-from components.settings import ConfigError
 from policy import rules
-from testbed.runs import dev, stack
+from testbed.runs import dev, refused, stack
 
 STACKS = ("dev", "prod", "team-analytics", "team-search")
-
-
-def refused(config, secrets=None, name="dev"):
-    with pytest.raises(ConfigError) as error:
-        stack(name, config, secrets)
-    return str(error.value)
 
 
 @pytest.mark.parametrize("name", STACKS)

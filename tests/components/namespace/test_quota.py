@@ -3,19 +3,13 @@ capacity model that counts exactly the pods the program renders."""
 
 import pytest
 
-from components.settings import ConfigError, capacity, parse_settings
+from components.settings import capacity, parse_settings
 from components.settings.docs import stacks_capacity_markdown
 from testbed.harness import ROOT
-from testbed.runs import dev, stack
+from testbed.runs import dev, refused, stack
 from testbed.stacks import TEST_SECRETS, stack_file_config
 
 STACKS = ("dev", "prod", "team-analytics", "team-search")
-
-
-def refused(config, secrets=None, name="dev"):
-    with pytest.raises(ConfigError) as error:
-        stack(name, config, secrets)
-    return str(error.value)
 
 
 def test_a_pod_refused_by_the_quota_waits_instead_of_failing_its_task():

@@ -5,15 +5,8 @@ import json
 import pytest
 
 from components.s3_access import bucket_policy, identity_policies
-from components.settings import ConfigError
-from testbed.runs import dev, stack
+from testbed.runs import dev, refused, stack
 from testbed.stacks import TEST_SECRETS
-
-
-def refused(config, secrets=None, name="dev"):
-    with pytest.raises(ConfigError) as error:
-        stack(name, config, secrets)
-    return str(error.value)
 
 
 def test_the_provisioning_key_reaches_no_pod_and_each_pod_gets_only_its_jobs_key():
