@@ -71,8 +71,9 @@ ensure_postgres_server() {
   fi
 }
 
-# The CRD schemas the rendered CloudNativePG objects are checked against (tests/components/database/test_crd_schemas.py). Fetched
-# here so that a download problem is reported once, up front; the tests then skip with the same reason.
+# The CRD schemas the rendered CloudNativePG objects are checked against
+# (tests/components/database/test_crd_schemas.py). Fetched here so that a download problem is reported once, up
+# front; the tests then skip with the same reason.
 ensure_crds() {
   "$repo/scripts/fetch-crds" >/dev/null || echo "==> the CRD schema tests will be skipped (see above)" >&2
 }
@@ -93,7 +94,8 @@ ensure_statsd_exporter() {
   export STATSD_EXPORTER=$bin
 }
 
-# promtool checks and unit-tests the alert rules (tests/components/metrics/test_alert_rules.py): Debian's `prometheus` package.
+# promtool checks and unit-tests the alert rules (tests/components/metrics/test_alert_rules.py): Debian's
+# `prometheus` package.
 ensure_promtool() {
   command -v promtool >/dev/null && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

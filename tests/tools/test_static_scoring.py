@@ -101,7 +101,8 @@ CHECKOV_SKIPS: dict[str, dict] = {
     "CKV_K8S_38": {
         "reason": "Service-account tokens are mounted exactly where WorkerRBAC grants API rights: the scheduler "
                   "launches task pods, the api-server streams their logs (WorkerRBAC.token_components; the RBAC "
-                  "matrix in test_apiserver.py proves nobody else has rights, and every other pod mounts none).",
+                  "matrix in tests/apiserver/test_objects_on_the_server.py proves nobody else has rights, and every "
+                  "other pod mounts none).",
         "objects": ["Deployment.*-scheduler", "Deployment.*-api-server"],
     },
     "CKV_K8S_15": {
@@ -117,7 +118,8 @@ CHECKOV_SKIPS: dict[str, dict] = {
     "CKV_K8S_35": {
         "reason": "Airflow reads the Fernet key, JWT secret and database URL from AIRFLOW__* variables; they come "
                   "from our Kubernetes Secrets by secretKeyRef/envFrom, never as literals "
-                  "(tests/components/control_plane/test_secrets.py). Files would need Airflow's `_CMD` variants in every container: a separate change.",
+                  "(tests/components/control_plane/test_secrets.py). Files would need Airflow's `_CMD` variants in "
+                  "every container: a separate change.",
     },
     "CKV_K8S_9": {
         "reason": "A readiness probe decides whether a Service sends a pod traffic; the scheduler, dag-processor, "
