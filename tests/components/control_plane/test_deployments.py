@@ -13,7 +13,7 @@ SSH_GIT = {"gitSync": {"enabled": True, "repo": "git@git.example.org:team/dags.g
 LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
-# --- deployments -------------------------------------------------------------------------------------------
+# --- resources, Pod Security, probes, placement, rolling ---------------------------------------------------
 
 
 def test_every_container_has_requests_and_limits():
@@ -131,7 +131,7 @@ def test_changing_login_settings_rolls_only_the_api_server():
     assert {name for name in before if before[name] != after[name]} == {"dev-api-server"}
 
 
-# --- smaller items -------------------------------------------------------------------------------------------
+# --- probes, deadlines, ephemeral storage, what the Ingress publishes ----------------------------------------
 
 
 def test_every_long_running_component_has_a_readiness_probe():

@@ -26,7 +26,7 @@ def test_git_sync_runs_beside_dag_parsers_and_before_each_task():
     assert run.one("Secret", "-git-sync").inputs["stringData"] == {"token": "token"}
 
 
-# --- verified DAG sources --------------------------------------------------------------------------------
+# --- only from a verified host ---------------------------------------------------------------------------
 
 
 def test_git_sync_over_ssh_checks_the_hosts_key():

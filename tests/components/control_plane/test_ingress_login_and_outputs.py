@@ -98,7 +98,7 @@ def test_control_plane_objects_wait_for_the_namespace_and_pods_for_their_service
     assert accounts["prod-task"] in run.one("ConfigMap", "prod-pod-template").dependencies
 
 
-# --- long-lived stacks ----------------------------------------------------------------------------------
+# --- login on long-lived stacks -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["prod", "team-analytics", "team-search"])

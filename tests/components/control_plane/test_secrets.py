@@ -31,7 +31,7 @@ def secret_names_read(spec):
     return names
 
 
-# --- secrets ----------------------------------------------------------------------------------------------
+# --- generated secrets ------------------------------------------------------------------------------------
 
 
 def test_fernet_key_is_32_bytes_of_url_safe_base64_accepted_by_fernet():
@@ -103,7 +103,7 @@ def test_jwt_secret_is_shared_by_api_server_and_scheduler():
         assert {"secretRef": {"name": "dev-secrets"}} in container["envFrom"]
 
 
-# --- secrets --------------------------------------------------------------------------------------------
+# --- secrets stay secret --------------------------------------------------------------------------------
 
 
 def test_no_configmap_holds_a_secret_value():
@@ -124,7 +124,7 @@ def test_s3_credentials_travel_only_as_secrets():
             assert resource.secret_paths, f"{resource.type} {resource.name} holds the S3 key in plain text"
 
 
-# --- each component only its own secrets ----------------------------------------------------------------------
+# --- each component reads only its own ------------------------------------------------------------------------
 
 
 def test_each_component_reads_only_the_secrets_it_uses():

@@ -5,7 +5,7 @@ from testbed.harness import run_stack
 from testbed.runs import dev, prod, stack
 
 
-# --- what a stack creates -------------------------------------------------------------------------------
+# --- deleting it ----------------------------------------------------------------------------------------
 
 
 def test_the_pooler_is_deleted_without_waiting_for_its_deployment():
@@ -15,7 +15,7 @@ def test_the_pooler_is_deleted_without_waiting_for_its_deployment():
     assert annotations["pulumi.com/deletionPropagationPolicy"] == "background"
 
 
-# --- PostgresCluster ------------------------------------------------------------------------------------
+# --- connecting through it ------------------------------------------------------------------------------
 
 
 def test_airflow_connects_through_the_pooler_with_a_secret_url():
@@ -40,7 +40,7 @@ def test_airflow_connects_through_the_pooler_with_a_secret_url():
     assert _sync_await(seen["secret"].is_secret())
 
 
-# --- the pooler --------------------------------------------------------------------------------------------
+# --- size, spread and budget -------------------------------------------------------------------------------
 
 
 def test_prods_two_pgbouncers_are_sized_spread_and_budgeted():
