@@ -110,7 +110,7 @@ def local_config(scratch: Scratch, stack: str) -> tuple[dict[str, Any], dict[str
 
 def team_config(scratch: Scratch, stack: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A team stack as `Pulumi.team-search.yaml` has it, rendered, on the local endpoint."""
-    from tests.stacks import stack_file_config
+    from testbed.stacks import stack_file_config
 
     plain = stack_file_config("team-search")
     plain["kubernetesRenderDir"] = str(scratch.rendered(stack))

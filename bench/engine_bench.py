@@ -171,7 +171,7 @@ def envs_create(scratch: Scratch, repeat: int) -> dict[str, Any]:
 
 
 def envs_applied(scratch: Scratch, repeat: int) -> dict[str, Any]:
-    """`envs create` of a new branch to objects applied on a real API server (tests/apiserver.py's fixture, with
+    """`envs create` of a new branch to objects applied on a real API server (testbed/apiserver.py's fixture, with
     its controller manager), then `envs destroy` until the namespace is gone. It runs envs' own create and
     destroy in this process, through a workspace whose program marks every object skipAwait: with no nodes and
     no operators nothing becomes ready, so what is timed is applying, not waiting for pods."""
@@ -179,7 +179,7 @@ def envs_applied(scratch: Scratch, repeat: int) -> dict[str, Any]:
 
     import engine
     from envs import cli
-    from tests.apiserver import binaries, crd_documents, instance_without_awaiting, running_api_server
+    from testbed.apiserver import binaries, crd_documents, instance_without_awaiting, running_api_server
 
     creates, destroys, objects = [], [], []
     with running_api_server(binaries(), crd_documents()) as api:

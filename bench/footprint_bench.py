@@ -26,7 +26,7 @@ BEFORE = {"branch": (0.72, 2.62, 0.47, 2.12), "dev": (1.35, 4.00, 1.10, 3.50)}
 
 def stacks() -> dict[str, tuple[str, dict[str, Any], dict[str, str]]]:
     from envs.cli import branch_config
-    from tests.stacks import stack_file_config
+    from testbed.stacks import stack_file_config
 
     name, branch, branch_secrets = branch_config("feature/JIRA-123_Big-Thing", dags_repo="https://git.example.org/d.git",
                                                  env={})
@@ -40,7 +40,7 @@ def stacks() -> dict[str, tuple[str, dict[str, Any], dict[str, str]]]:
 
 
 def footprints() -> dict[str, Any]:
-    from tests.harness import run_stack
+    from testbed.harness import run_stack
 
     result = {}
     for label, (name, config, secrets) in stacks().items():

@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args(argv)
 
-    from tests.apiserver import _script, binaries
-    from tests.node.cluster import NODE_NAME, Node
-    from tests.node.instance import Airflow, GitServer, S3OnBridge, open_branch_stack, service_url
+    from testbed.apiserver import _script, binaries
+    from testbed.node.cluster import NODE_NAME, Node
+    from testbed.node.instance import Airflow, GitServer, S3OnBridge, open_branch_stack, service_url
 
     results: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": _load()}
     node = Node(binaries(), Path(_script("install-node-tools", 3600)), Path(_script("build-node-images", 3600)))

@@ -42,7 +42,7 @@ def mocks(program: str, repeat: int, profile: str | None) -> dict:
     pulumi_import = time.perf_counter() - started
     started = time.perf_counter()
     from components.instance import airflow_instance
-    from tests.harness import run_stack
+    from testbed.harness import run_stack
 
     ours_import = time.perf_counter() - started
     rss_imported = peak_rss_mib()

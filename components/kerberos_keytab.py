@@ -237,7 +237,7 @@ class KerberosKeytab(pulumi.ComponentResource):
             # Yet `airflow kerberos` is a CLI command like any other: first it checks the database's migrations
             # (and exits "Database migration required" without one) and syncs log templates into it. Skip the
             # check, and give the sync a throwaway SQLite file on the writable /tmp: $AIRFLOW_HOME is on the
-            # read-only root. tests/test_kerberos_kdc.py runs the renewer against the real Airflow and a KDC.
+            # read-only root. tests/kdc/test_ticket_renewal.py runs the renewer against the real Airflow and a KDC.
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__CHECK_MIGRATIONS", value="False"),
             k8s.core.v1.EnvVarArgs(name="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", value=f"sqlite:///{RENEWER_DB}"),
         ]

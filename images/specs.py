@@ -154,7 +154,7 @@ def _cnpg_operator_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
 def _coredns_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
     # As upstream (distroless static): /coredns, run as nonroot 65532, writing nothing. Upstream's binary carries
     # the NET_BIND_SERVICE file capability for port 53; the layer writer sets no xattrs, so the pod lowers
-    # net.ipv4.ip_unprivileged_port_start instead (tests/node/cluster.py).
+    # net.ipv4.ip_unprivileged_port_start instead (testbed/node/cluster.py).
     w.add_host_file("coredns", tools.node_tools / "coredns", 0o755)
     w.add_dir("etc")
     w.add_bytes("etc/passwd", _passwd("root:x:0:0:root:/root:/sbin/nologin", "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin"))

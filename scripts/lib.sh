@@ -72,14 +72,15 @@ ensure_postgres_server() {
   fi
 }
 
-# The CRD schemas the rendered CloudNativePG objects are checked against (tests/test_crd_schemas.py). Fetched
-# here so that a download problem is reported once, up front; the tests then skip with the same reason.
+# The CRD schemas the rendered CloudNativePG objects are checked against
+# (tests/components/database/test_crd_schemas.py). Fetched here so that a download problem is reported once, up
+# front; the tests then skip with the same reason.
 ensure_crds() {
   "$repo/scripts/fetch-crds" >/dev/null || echo "==> the CRD schema tests will be skipped (see above)" >&2
 }
 
 # actionlint for the workflow-template tests, compiled once from its Go module (toolchain/actionlint) into the
-# cache and reused; exported as ACTIONLINT for tests/test_ci_templates.py.
+# cache and reused; exported as ACTIONLINT for tests/tools/test_ci_templates.py.
 ensure_actionlint() {
   local bin
   bin=$("$repo/scripts/install-actionlint" | tail -n 1) || return 1
@@ -87,14 +88,15 @@ ensure_actionlint() {
 }
 
 # statsd_exporter for the real-Airflow metrics test, compiled once from its Go module (toolchain/statsd_exporter)
-# into the cache and reused; exported as STATSD_EXPORTER for tests/test_metrics_real.py.
+# into the cache and reused; exported as STATSD_EXPORTER for tests/airflow/test_metrics.py.
 ensure_statsd_exporter() {
   local bin
   bin=$("$repo/scripts/install-statsd-exporter" | tail -n 1) || return 1
   export STATSD_EXPORTER=$bin
 }
 
-# promtool checks and unit-tests the alert rules (tests/test_alert_rules.py): Debian's `prometheus` package.
+# promtool checks and unit-tests the alert rules (tests/components/metrics/test_alert_rules.py): Debian's
+# `prometheus` package.
 ensure_promtool() {
   command -v promtool >/dev/null && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -105,7 +107,7 @@ ensure_promtool() {
   fi
 }
 
-# The Kerberos tests start a real MIT KDC on loopback (tests/kdc.py) and run kinit/klist/kvno and curl's
+# The Kerberos tests start a real MIT KDC on loopback (testbed/kdc.py) and run kinit/klist/kvno and curl's
 # SPNEGO against it; libkrb5-dev and gcc build pykerberos, which the api-server's SPNEGO middleware uses, into
 # an overlay of the Airflow venv. Without root or apt the tests are skipped with this reason.
 ensure_kdc() {

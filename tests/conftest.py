@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,8 @@ def crd_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def kdc(tmp_path_factory):
-    """A real MIT KDC on a random loopback port (tests/kdc.py), stopped at the end of the session."""
-    from tests.kdc import Kdc, missing_tools
+    """A real MIT KDC on a random loopback port (testbed/kdc.py), stopped at the end of the session."""
+    from testbed.kdc import Kdc, missing_tools
 
     if missing := missing_tools():
         reason = f"no {', '.join(missing)} (scripts/test installs krb5-kdc, krb5-admin-server and krb5-user)"
@@ -39,8 +40,32 @@ def kdc(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def airflow_python() -> Path:
+    """The Python of the Airflow venv, built by scripts/airflow-venv when missing (tests/airflow/venv.py)."""
+    from tests.airflow.venv import AIRFLOW_VENV, BUILD_TIMEOUT, _tail
+
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [str(AIRFLOW_VENV), "--print-path"], capture_output=True, text=True, timeout=BUILD_TIMEOUT
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"scripts/airflow-venv did not finish in {BUILD_TIMEOUT}s:\n{_tail(e.stderr)}")
+    if proc.returncode != 0 or not proc.stdout.strip():
+        pytest.fail(
+            "could not build the Airflow venv these tests need (scripts/airflow-venv, which installs "
+            f"apache-airflow and its providers from the package index; exit {proc.returncode}):\n{_tail(proc.stderr)}"
+        )
+    python = Path(proc.stdout.strip().splitlines()[-1]) / "bin" / "python"
+    assert python.exists(), f"scripts/airflow-venv printed {proc.stdout!r}, but {python} does not exist"
+    if time.monotonic() - started > 10:
+        print(f"built the Airflow venv in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return python
+
+
 # The session-scoped `kube_api` fixture: a real API server for the tests that need one.
-pytest_plugins = ("tests.apiserver",)
+pytest_plugins = ("testbed.apiserver",)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def text(max_length: int, *, free: bool = False, lines: bool = False, min_length
     """A string of at most `max_length` characters and no control characters (tabs and line breaks too when
     `lines`). `free`: any such text is in the domain, because the program passes it on as one quoted value (a
     Python literal, an argument, a YAML string) and never through a shell or into a path; the JSON schema
-    says so, and tests/test_config_bad_input.py holds every other string setting to refusing shell text."""
+    says so, and tests/settings/test_bad_input_every_setting.py holds every other string setting to refusing shell text."""
     extra: dict[str, Any] = {}
     if free:
         extra["freeText"] = True

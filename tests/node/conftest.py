@@ -1,4 +1,4 @@
-"""The test node (tests/node/cluster.py) for every test in this folder: started once, torn down after the
+"""The test node (testbed/node/cluster.py) for every test in this folder: started once, torn down after the
 folder's last test, and the teardown fails the run if it left anything on the host. On it, one instance of the
 program (a branch-like stack, `deployed`) serves every module that needs Airflow running: the instance's own
 tests, then the NetworkPolicy paths, then the faults, then an update that turns Kerberos on; destroying it
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.apiserver import _script, binaries
+from testbed.apiserver import _script, binaries
 
 BUILD_TIMEOUT = 3600
 
@@ -26,8 +26,8 @@ def _unavailable(reason: str):
 
 @pytest.fixture(scope="package")
 def node():
-    from tests.node import host
-    from tests.node.cluster import Node
+    from testbed.node import host
+    from testbed.node.cluster import Node
 
     if missing := os.environ.get("AIRFLOW_PLATFORM_NODE_MISSING"):
         _unavailable(missing)
@@ -83,7 +83,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="package")
 def s3_server(node):
     """The S3 endpoint on the node's bridge, which a fault test may take down and bring back."""
-    from tests.node.instance import S3OnBridge
+    from testbed.node.instance import S3OnBridge
 
     with S3OnBridge() as server:
         yield server
@@ -96,7 +96,7 @@ def s3_on_bridge(s3_server):
 
 @pytest.fixture(scope="package")
 def dag_repo(node, tmp_path_factory):
-    from tests.node.instance import GitServer
+    from testbed.node.instance import GitServer
 
     server = GitServer(tmp_path_factory.mktemp("git"))
     try:
@@ -112,7 +112,7 @@ def deployed(node, s3_on_bridge, dag_repo, tmp_path_factory):
         engine.pulumi_bin()
     except engine.ToolchainMissing as error:
         _unavailable(str(error))
-    from tests.node.instance import open_branch_stack
+    from testbed.node.instance import open_branch_stack
 
     name = f"br-node-{secrets.token_hex(3)}"
     stack = open_branch_stack(name, node.kubeconfig(), s3_on_bridge, dag_repo, tmp_path_factory.mktemp("node-stack"))
@@ -132,7 +132,7 @@ def deployed(node, s3_on_bridge, dag_repo, tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def airflow(node, deployed):
-    from tests.node.instance import Airflow, service_url
+    from testbed.node.instance import Airflow, service_url
 
     _, up, _ = deployed
     client = Airflow(service_url(node.api, up.outputs["namespace"].value, "api-server"), up.outputs["admin_password"].value)

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from tests.node import host
-from tests.node.pods import restricted_pod, run_to_completion
+from testbed.node import host
+from testbed.node.pods import restricted_pod, run_to_completion
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ import boto3
 import pytest
 
 from components import kube
-from tests.node.instance import ACCESS_KEY, SECRET_KEY, items
+from testbed.node.instance import ACCESS_KEY, SECRET_KEY, items
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from images import build, standins
-from tests.harness import ROOT, run_stack
-from tests.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
+from testbed.harness import ROOT, run_stack
+from testbed.stacks import KERBEROS_CONFIG, KEYTAB_B64, TEST_SECRETS, stack_file_config
 
 BUILD_TIMEOUT = 3600
 AIRFLOW_VERSION_PIN = re.compile(r"^apache-airflow==(\S+)$", re.M)

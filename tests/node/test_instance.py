@@ -12,7 +12,7 @@ import time
 import boto3
 import pytest
 
-from tests.node.instance import ACCESS_KEY, SECRET_KEY, items
+from testbed.node.instance import ACCESS_KEY, SECRET_KEY, items
 
 pytestmark = pytest.mark.slow
 

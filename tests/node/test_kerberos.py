@@ -13,9 +13,9 @@ import pytest
 from pulumi import automation as auto
 
 from components.kerberos_keytab import CCACHE_PATH
-from tests.node import host
-from tests.node.cluster import SHARED_STORAGE_CLASS
-from tests.node.instance import items, set_config
+from testbed.node import host
+from testbed.node.cluster import SHARED_STORAGE_CLASS
+from testbed.node.instance import items, set_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ SERVICE = "hive/metastore.example.org"
 
 @pytest.fixture(scope="module")
 def kdc_on_bridge(node, tmp_path_factory):
-    from tests.kdc import Kdc, missing_tools
+    from testbed.kdc import Kdc, missing_tools
 
     if missing := missing_tools():
         pytest.fail(f"no {', '.join(missing)} (scripts/test installs krb5-kdc, krb5-admin-server and krb5-user)")

@@ -19,8 +19,8 @@ import time
 import pytest
 
 from components import kube, metrics_catalog
-from tests.node.instance import items
-from tests.node.pods import PROBE_FUNCTION, restricted_pod
+from testbed.node.instance import items
+from testbed.node.pods import PROBE_FUNCTION, restricted_pod
 from tests.node.test_cluster import python_image
 
 pytestmark = pytest.mark.slow
