@@ -236,17 +236,21 @@ def open_branch_stack(name: str, kubeconfig: Path, s3_url: str, dag_repo: str, w
     settings (images/standins.py), its bucket on `s3_url` and its DAGs from `dag_repo`."""
     import engine
     from images import standins
+    from envs.template import dev_template
     from testbed.stacks import stack_file_config
 
     shutil.copy(engine.ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     backend = engine.Backend(url=f"file://{work}", passphrase="node-test", extra_env={"KUBECONFIG": str(kubeconfig)})
     stack = engine.open_stack(name, backend, work_dir=work)
-    dev = stack_file_config("dev")
+    dev, branch = stack_file_config("dev"), dev_template()
+    # What `envs create` gives a branch environment: dev's settings under the branch template's sizes, which is
+    # also what fits a two-core node with room for task pods and a rolling update.
     set_config(stack, {
         **dev,
+        **branch,
         "instance": name,
         **standins.STACK_CONFIG,
-        "s3": {**dev["s3"], "endpointUrl": s3_url, "bucket": f"{name}-logs"},
+        "s3": {**dev["s3"], **branch["s3"], "endpointUrl": s3_url, "bucket": f"{name}-logs"},
         "gitSync": {"enabled": True, "repo": dag_repo, "ref": "main", "periodSeconds": 5},
     })
     for key, value in (("s3AccessKeyId", ACCESS_KEY), ("s3SecretAccessKey", SECRET_KEY),

@@ -171,6 +171,13 @@ def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, de
     _, up, _ = deployed
     namespace = up.outputs["namespace"].value
     airflow.wait_for_dag("node_smoke")
+    # No task pod of an earlier test may still hold a share of the quota (one waiting to upload its log, say),
+    # or its end would make room for the pod this test expects refused.
+    deadline = time.monotonic() + 240
+    while _pods(node, namespace, "kubernetes_executor=True"):
+        assert time.monotonic() < deadline, "task pods of earlier tests are still there"
+        time.sleep(2)
+    time.sleep(5)  # the quota controller's view of what is used follows the pods' deletion
     quota = _quota(node, namespace)
     name, hard = quota["metadata"]["name"], quota["spec"]["hard"]
     # Full: what runs now is all the CPU the namespace may request.
@@ -179,9 +186,15 @@ def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, de
     (scheduler,) = _pods(node, namespace, "app.kubernetes.io/component=scheduler")
     try:
         run_id = airflow.trigger("node_smoke")
-        deadline = time.monotonic() + 120
-        while (refusals := _kubectl(node, "logs", "-n", namespace, scheduler["metadata"]["name"], "-c", "scheduler",
-                                    "--since=5m").count("exceeded quota")) < 3:
+        triggered = time.monotonic()
+        deadline = triggered + 120
+
+        def refusals() -> int:  # said since the trigger
+            since = f"--since={int(time.monotonic() - triggered) + 2}s"
+            return _kubectl(node, "logs", "-n", namespace, scheduler["metadata"]["name"], "-c", "scheduler",
+                            since).count("exceeded quota")
+
+        while (refused := refusals()) < 3:
             assert time.monotonic() < deadline, "the scheduler never said the quota refused the pod"
             time.sleep(2)
         state = airflow.task_instance("node_smoke", run_id, "hello").get("state")
@@ -191,6 +204,6 @@ def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, de
     finally:
         _kubectl(node, "patch", "resourcequota", "-n", namespace, name, "--type=merge", "-p", json.dumps({"spec": {"hard": hard}}))
     assert airflow.run_to_end("node_smoke", run_id, timeout=180) == "success"
-    print(f"\nquota full: {refusals} refusals in the scheduler's log; success {time.monotonic() - refused_at:.0f}s after room freed")
+    print(f"\nquota full: {refused} refusals in the scheduler's log; success {time.monotonic() - refused_at:.0f}s after room freed")
     assert airflow.task_instance("node_smoke", run_id, "hello")["try_number"] == 1
     assert _quota(node, namespace)["spec"]["hard"] == hard
