@@ -1,7 +1,7 @@
 """Engine time against its floor, the program under the engine, team-stack previews, and `envs create`.
 
 Two floors, each in the same scratch project and backend, previewed with the same policy pack and applied the
-same way. The empty program is what issue 11 measured by hand: the CLI, the language runtime and the policy
+same way. The empty program is the least any Pulumi program costs: the CLI, the language runtime and the policy
 pack, but no resource plugin. The plugin floor registers one resource of each provider a full instance uses (a
 rendered ConfigMap, a RandomPassword, a LogBucket on the local endpoint), so it also starts the kubernetes and
 random plugins and the dynamic-provider host: what engine and plugin start-up cost anyway.

@@ -13,14 +13,14 @@ from bench.common import JOB_SECRETS, ROOT, say
 from components.settings import parse_settings
 from components.footprint import GIB, footprint, from_manifests, monthly_cost
 
-# Quoted from issue 11 (not measured here): what others reserve for one Airflow.
+# Published figures (not measured here): what others reserve for one Airflow.
 REFERENCES = [
     ("official Helm chart, defaults", "0 of 15 containers request anything"),
     ("Wikimedia analytics-test, without its database", "9.9 vCPU / 10.9 GiB"),
     ("Wikimedia analytics-test, with its database", "13.9 vCPU / 26.9 GiB"),
 ]
-# Measured by this calculator at a29528f, before issue 10 sized PgBouncer (LimitRange default 250m / 512Mi) and
-# before the Barman sidecar existed; kept to show where the change came from.
+# Measured by this calculator at a29528f, when PgBouncer took the LimitRange's default (250m / 512Mi) and there
+# was no Barman sidecar: what sizing them saved.
 BEFORE = {"branch": (0.72, 2.62, 0.47, 2.12), "dev": (1.35, 4.00, 1.10, 3.50)}
 
 
