@@ -232,8 +232,9 @@ LOG_KEY, LOG_SECRET = "node-log-key", "node-log-secret"
 
 
 def open_branch_stack(name: str, kubeconfig: Path, s3_url: str, dag_repo: str, work: Path) -> auto.Stack:
-    """A branch-like stack (the dev stack's settings, disposable) on the test node, with the stand-in images'
-    settings (images/standins.py), its bucket on `s3_url` and its DAGs from `dag_repo`."""
+    """A branch environment's stack (the dev stack's settings under the branch template's sizes, disposable) on
+    the test node, with the stand-in images' settings (images/standins.py), its bucket on `s3_url` and its DAGs
+    from `dag_repo`."""
     import engine
     from images import standins
     from envs.template import dev_template
