@@ -415,6 +415,11 @@ state = "{w}/containerd/state"
     def kubeconfig(self) -> Path:
         return self.kubeconfigs["admin"]
 
+    def kubectl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """`kubectl ARGS` as the cluster's admin; the caller decides what a failure means."""
+        return subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig()), *args],
+                              capture_output=True, text=True, timeout=timeout)
+
     # -- stop -----------------------------------------------------------------------------------------------
     def stop(self) -> list[str]:
         """Everything back as it was; returns what could not be removed (empty when clean). Every step runs

@@ -10,7 +10,9 @@ tests/settings/test_settings_imports.py checks the order inside it.
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from testbed.harness import ROOT
+from testbed.imports import cycle_in
+
 COMPONENTS = ROOT / "components"
 
 
@@ -42,32 +44,9 @@ def _graph() -> dict[str, set[str]]:
     }
 
 
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import circle, as the modules along it (the first repeated at the end), or None."""
-    done: set[str] = set()
-
-    def visit(module: str, path: list[str]) -> list[str] | None:
-        if module in path:
-            return path[path.index(module):] + [module]
-        if module in done:
-            return None
-        for imported in sorted(graph[module]):
-            cycle = visit(imported, [*path, module])
-            if cycle:
-                return cycle
-        done.add(module)
-        return None
-
-    for module in sorted(graph):
-        cycle = visit(module, [])
-        if cycle:
-            return cycle
-    return None
-
-
 def test_cycle_finder_sees_a_circle():
-    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert _cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+    assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle_in({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
 def test_function_level_imports_count():
@@ -76,7 +55,7 @@ def test_function_level_imports_count():
 
 
 def test_no_import_circle_among_components():
-    assert _cycle(_graph()) is None
+    assert cycle_in(_graph()) is None
 
 
 def test_components_import_one_another_at_the_top_only():

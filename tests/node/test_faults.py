@@ -18,7 +18,6 @@ committed is lost.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import boto3
@@ -33,8 +32,7 @@ LONG_DAG, LONG_TASK = "node_long", "tick"
 
 
 def _kubectl(node, *args: str) -> str:
-    done = subprocess.run(["kubectl", "--kubeconfig", str(node.kubeconfig()), *args],
-                          capture_output=True, text=True, timeout=120)
+    done = node.kubectl(*args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -151,8 +149,7 @@ def test_the_store_down_while_a_task_finishes_loses_neither_its_state_nor_its_lo
     deadline = back + 180
     while not (keys := _log_keys(s3_server.url, bucket, run_id)):
         if time.monotonic() > deadline:
-            said = subprocess.run(["kubectl", "--kubeconfig", str(node.kubeconfig()), "logs", "-n", namespace,
-                                   waiting_pod, "--tail=30"], capture_output=True, text=True)
+            said = node.kubectl("logs", "-n", namespace, waiting_pod, "--tail=30")
             pytest.fail(f"the log never reached the bucket; pod {waiting_pod} said:\n{said.stdout}{said.stderr}")
         time.sleep(2)
     landed = time.monotonic() - back

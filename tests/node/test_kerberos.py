@@ -7,7 +7,6 @@ service ticket from the KDC with it, as a Kerberized client library does before 
 from __future__ import annotations
 
 import base64
-import subprocess
 import time
 
 import pytest
@@ -70,8 +69,7 @@ def test_a_task_pod_holds_the_instance_ticket_and_uses_it_without_the_keytab(nod
     try:
         state = airflow.run_to_end("node_kerberos", run_id, timeout=300)
     except AssertionError as stuck:
-        seen = subprocess.run(["kubectl", "--kubeconfig", str(node.kubeconfig()), "get", "pods,events", "-n", namespace],
-                              capture_output=True, text=True)
+        seen = node.kubectl("get", "pods,events", "-n", namespace)
         pytest.fail(f"{stuck}\n{seen.stdout}{seen.stderr}")
     log = airflow.uploaded_log("node_kerberos", run_id, "use_the_instance_ticket", "kvno exit")
     print(f"\n{log}")

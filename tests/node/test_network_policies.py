@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
 
 import pytest
@@ -106,9 +105,7 @@ def _other_instance_listener(node, namespace: str) -> str:
 
 
 def _kubectl_exec(node, namespace: str, pod: str, container: str, *command: str) -> str:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(node.kubeconfig()), "exec", "-n", namespace, pod, "-c", container, "--",
-         *command], capture_output=True, text=True, timeout=60)
+    done = node.kubectl("exec", "-n", namespace, pod, "-c", container, "--", *command, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 from testbed.harness import ROOT
+from testbed.imports import cycle_in
 
 PACKAGE = "components.settings"
 FOLDER = ROOT / "components" / "settings"
@@ -33,24 +34,6 @@ def imported_modules(tree: ast.Module) -> set[str]:
 
 def graph() -> dict[str, set[str]]:
     return {name: imported_modules(ast.parse((FOLDER / f"{name}.py").read_text())) for name in MODULES}
-
-
-def cycle_in(edges: dict[str, set[str]]) -> list[str] | None:
-    """One circle of imports, as the modules along it, or None."""
-    done: set[str] = set()
-
-    def visit(name: str, path: list[str]) -> list[str] | None:
-        if name in path:
-            return path[path.index(name):] + [name]
-        if name in done:
-            return None
-        for imported in sorted(edges.get(name, ())):
-            if found := visit(imported, [*path, name]):
-                return found
-        done.add(name)
-        return None
-
-    return next((found for name in sorted(edges) if (found := visit(name, []))), None)
 
 
 def test_no_module_of_the_settings_package_imports_one_that_imports_it_back():
