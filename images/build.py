@@ -9,14 +9,14 @@ node. The references are read from the program's own code (components.images and
 repeated here.
 
 How an image is made:
-- a base root filesystem per Debian suite (bookworm; trixie for PostgreSQL and PgBouncer): `debootstrap
-  --variant=minbase` plus python3, python3-venv, ca-certificates and tini, upgraded from the suite's updates and
-  security archive, without apt lists, docs, man pages or translations; one layer, shared (same digest) by every
-  image derived from it, so containerd stores and unpacks it once;
+- a base root filesystem per Debian suite (bookworm; trixie for PostgreSQL, PgBouncer and the Barman Cloud
+  plugin's sidecar): `debootstrap --variant=minbase` plus python3, python3-venv, ca-certificates and tini, upgraded
+  from the suite's updates and security archive, without apt lists, docs, man pages or translations; one layer,
+  shared (same digest) by every image derived from it, so containerd stores and unpacks it once;
 - a derived image: an overlay mount over the base, a script run by `chroot` in it (apt-get, pip), and files
   copied in; its own layer is the overlay's upper directory (deletions become whiteouts);
-- the images that need no operating system (pause, statsd_exporter, the CloudNativePG operator) are one small
-  layer of their files.
+- the images that need no operating system (pause, statsd_exporter, the CloudNativePG operator, CoreDNS, the
+  Barman Cloud plugin) are one small layer of their files.
 
 Every image is cached under its key, a hash of everything that makes it (its recipe, files, the base's key, the
 binaries it packs), so a warm run writes nothing. The cache lives outside the repository
@@ -223,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print-dir", action="store_true", help="print the folder only if the images are built; exit 1 otherwise")
     parser.add_argument("--list", action="store_true", help="print the references this would build, one a line, and exit")
     parser.add_argument("--rebuild", action="append", default=[], metavar="NAME",
-                        help="build NAME again even if cached (pause, airflow, postgres, pgbouncer, git-sync, "
-                        "statsd-exporter, cnpg-operator, or all); repeatable")
+                        help=f"build NAME again even if cached ({', '.join(IMAGE_NAMES)}, or all); repeatable")
     parser.add_argument("--stamp", help=argparse.SUPPRESS)  # from scripts/build-node-images: its inputs' hash
     args = parser.parse_args(argv)
 

@@ -1,7 +1,8 @@
 """The node images themselves: the reference each is tagged with, read from the program's own code for a stack
 with the stand-in settings (program_refs; images/standins.py), and each image's spec: its config (entrypoint,
-user, environment), the script run in its chroot over the base (Airflow, PostgreSQL, PgBouncer, git-sync) or the
-function that writes its one layer (pause, statsd_exporter, the CloudNativePG operator), and the files it packs.
+user, environment), the script run in its chroot over the base (Airflow, PostgreSQL, PgBouncer, git-sync, the
+Barman Cloud plugin's sidecar) or the function that writes its one layer (pause, statsd_exporter, the CloudNativePG
+operator, CoreDNS, the Barman Cloud plugin), and the files it packs.
 
 image_key is each image's cache key: a hash of everything that makes it (its recipe, files, the base's key, the
 source of its layer function and the binaries it packs). images/build.py builds the specs;
@@ -28,7 +29,8 @@ from images.common import HERE, ROOT, STD_PATH, BuildError, digest
 
 def program_refs() -> dict[str, str]:
     """Image name -> the reference the program renders for a stack with the stand-in settings (as written
-    there, before containerd's normalisation), plus the images of the node itself: pause, the operator's own and the cluster DNS."""
+    there, before containerd's normalisation), plus the images of the node itself: pause, the operator's own, the
+    cluster DNS and the Barman Cloud plugin's two (its operator part and the sidecar it injects)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from components import images as program_images
@@ -47,6 +49,8 @@ def program_refs() -> dict[str, str]:
         "statsd-exporter": settings.metrics.exporter_image,
         "cnpg-operator": standins.CNPG_OPERATOR_IMAGE,
         "coredns": standins.COREDNS_IMAGE,
+        "barman-cloud-plugin": standins.BARMAN_CLOUD_PLUGIN_IMAGE,
+        "barman-cloud-sidecar": standins.BARMAN_CLOUD_SIDECAR_IMAGE,
     }
 
 
@@ -162,11 +166,23 @@ def _coredns_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
     w.add_dir("tmp", 0o1777)
 
 
+def _barman_cloud_plugin_layer(w: LayerWriter, tools: Tools, work: Path) -> None:
+    # As upstream's plugin image: the binary alone at /manager (`/manager operator`). Upstream's is UBI micro; the
+    # binary needs none of it (static). The user is the one upstream's Deployment runs it as (10001:10001).
+    w.add_host_file("manager", tools.node_tools / "barman-cloud-manager", 0o755)
+    w.add_dir("etc")
+    w.add_bytes("etc/passwd", _passwd("root:x:0:0:root:/root:/sbin/nologin",
+                                      "plugin:x:10001:10001:plugin:/tmp:/sbin/nologin"))
+    w.add_bytes("etc/group", _passwd("root:x:0:", "plugin:x:10001:"))
+    w.add_dir("tmp", 0o1777)
+
+
 SCRATCH_INPUTS: dict[str, Callable[[Tools], object]] = {
     "pause": lambda tools: _file_identity(HERE / "pause" / "pause.c"),
     "statsd-exporter": lambda tools: _file_identity(tools.statsd_exporter),
     "cnpg-operator": lambda tools: _file_identity(tools.node_tools / "manager"),
     "coredns": lambda tools: _file_identity(tools.node_tools / "coredns"),
+    "barman-cloud-plugin": lambda tools: _file_identity(tools.node_tools / "barman-cloud-manager"),
 }
 
 AIRFLOW_SCRIPT = """
@@ -222,8 +238,29 @@ apt-get install -y -qq git openssh-client
 git --version
 """
 
+# What the Barman Cloud plugin injects into every PostgreSQL pod and recovery Job (`/manager instance`, `/manager
+# restore`), which runs barman-cloud-* from /venv/bin: upstream's debian13 sidecar is trixie's Python 3.13 with
+# containers/sidecar-requirements.in installed in /venv, run as 26:26. psycopg2 is Debian's (the venv sees the
+# system's packages), so nothing is compiled; barman[cloud] brings boto3 for S3. The sidecar runs with a read-only
+# root, so everything is byte-compiled here.
+BARMAN_CLOUD_SIDECAR_SCRIPT = """
+echo 'postgres:x:26:26:PostgreSQL administrator:/var/lib/postgresql:/bin/sh' >> /etc/passwd
+echo 'postgres:x:26:' >> /etc/group
+apt-get update -qq
+apt-get install -y -qq python3-venv python3-psycopg2
+python3 -m venv --system-site-packages /venv
+/venv/bin/python -m pip install -q 'barman[cloud]==3.19.1'
+/venv/bin/python -m pip check || echo "warning: pip check reports conflicts (above)"
+/venv/bin/barman-cloud-wal-archive --version
+/venv/bin/python -c 'import psycopg2, boto3; print("psycopg2", psycopg2.__version__, "boto3", boto3.__version__)'
+/venv/bin/python -c "import compileall, sys, sysconfig; sys.exit(not compileall.compile_dir(sysconfig.get_path('stdlib'), quiet=1))"
+/venv/bin/python -m compileall -q /venv
+rm -rf /root/.cache
+"""
 
-IMAGE_NAMES = ("pause", "airflow", "postgres", "pgbouncer", "git-sync", "statsd-exporter", "cnpg-operator", "coredns")
+
+IMAGE_NAMES = ("pause", "airflow", "postgres", "pgbouncer", "git-sync", "statsd-exporter", "cnpg-operator", "coredns",
+               "barman-cloud-plugin", "barman-cloud-sidecar")
 
 
 def specs(refs: dict[str, str]) -> list[Spec]:
@@ -264,4 +301,11 @@ def specs(refs: dict[str, str]) -> list[Spec]:
              derived=False, scratch=_cnpg_operator_layer),
         Spec("coredns", refs["coredns"], {"Entrypoint": ["/coredns"], "User": "65532:65532", "WorkingDir": "/"},
              derived=False, scratch=_coredns_layer),
+        Spec("barman-cloud-plugin", refs["barman-cloud-plugin"],
+             {"Entrypoint": ["/manager"], "User": "10001:10001", "WorkingDir": "/"},
+             derived=False, scratch=_barman_cloud_plugin_layer),
+        Spec("barman-cloud-sidecar", refs["barman-cloud-sidecar"],
+             {"Entrypoint": ["/manager"], "User": "26:26", "Env": [f"PATH=/venv/bin:{STD_PATH}"], "WorkingDir": "/"},
+             script=BARMAN_CLOUD_SIDECAR_SCRIPT, suite=NEXT_SUITE,
+             files=lambda tools: {"/manager": (tools.node_tools / "barman-cloud-manager", 0o755, 0, 0)}),
     ]

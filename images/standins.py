@@ -14,6 +14,12 @@ packages and Go modules (scripts/build-node-images), because no registry can be 
   version; the CRDs it is checked against elsewhere (scripts/fetch-crds) stay 1.30's.
 - git-sync is our stand-in (images/git-sync/git_sync.py) under git-sync's reference: the module proxy serves no
   version of k8s.io/git-sync. It honours the command line the program gives git-sync.
+- The Barman Cloud plugin is 0.14.0, not 0.15.0: 0.15.0 needs barman-cloud 0.6.0 and machinery 0.6.0, which the
+  module proxy withholds (toolchain-fixtures/plugin-barman-cloud/go.mod). Its two images stand in for upstream's
+  under upstream's references of that version: the plugin image is the binary alone at /manager (upstream's is
+  UBI micro; the user is the 10001:10001 upstream's Deployment runs it as), and the sidecar is trixie's Python 3.13
+  (as upstream's debian13 one) with barman[cloud] at upstream's pin in a venv over Debian's psycopg2 (so nothing
+  is compiled), instead of upstream's distroless image with every cloud's extras.
 
 The builder (images/specs.py) and the tests import these names; nothing else repeats them.
 """
@@ -30,27 +36,32 @@ POSTGRES_MAJOR = 17
 
 STACK_CONFIG = {"airflowPythonVersion": AIRFLOW_PYTHON}
 
-_CNPG_GO_MOD = Path(__file__).resolve().parent.parent / "toolchain-fixtures" / "cloudnative-pg" / "go.mod"
+_TOOLCHAIN = Path(__file__).resolve().parent.parent / "toolchain-fixtures"
+
+
+def _go_mod_version(wrapper: str, module: str) -> str:
+    """The version (without the "v") the wrapper toolchain-fixtures/<wrapper>/go.mod requires of `module`: what
+    scripts/install-node-tools builds."""
+    go_mod = _TOOLCHAIN / wrapper / "go.mod"
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} v(\d+\.\d+\.\d+)\b", go_mod.read_text(), re.M)
+    if not match:
+        raise RuntimeError(f"{go_mod} requires no {module} version")
+    return match.group(1)
 
 
 def cnpg_operator_version() -> str:
     """The CloudNativePG version scripts/install-node-tools builds, e.g. "1.29.0" (from the wrapper's go.mod)."""
-    text = _CNPG_GO_MOD.read_text()
-    match = re.search(r"^\s*(?:require\s+)?github\.com/cloudnative-pg/cloudnative-pg v(\d+\.\d+\.\d+)\b", text, re.M)
-    if not match:
-        raise RuntimeError(f"{_CNPG_GO_MOD} requires no github.com/cloudnative-pg/cloudnative-pg version")
-    return match.group(1)
-
-
-_COREDNS_GO_MOD = _CNPG_GO_MOD.parent.parent / "coredns" / "go.mod"
+    return _go_mod_version("cloudnative-pg", "github.com/cloudnative-pg/cloudnative-pg")
 
 
 def coredns_version() -> str:
     """The CoreDNS version scripts/install-node-tools builds, e.g. "1.15.0"."""
-    match = re.search(r"^\s*(?:require\s+)?github\.com/coredns/coredns v(\d+\.\d+\.\d+)\b", _COREDNS_GO_MOD.read_text(), re.M)
-    if not match:
-        raise RuntimeError(f"{_COREDNS_GO_MOD} requires no github.com/coredns/coredns version")
-    return match.group(1)
+    return _go_mod_version("coredns", "github.com/coredns/coredns")
+
+
+def barman_cloud_plugin_version() -> str:
+    """The Barman Cloud plugin version scripts/install-node-tools builds, e.g. "0.14.0"."""
+    return _go_mod_version("plugin-barman-cloud", "github.com/cloudnative-pg/plugin-barman-cloud")
 
 
 # The cluster DNS runs as a pod in kube-system, as on any cluster (the instance's NetworkPolicies name that
@@ -60,3 +71,9 @@ COREDNS_IMAGE = f"registry.k8s.io/coredns/coredns:v{coredns_version()}"
 # The operator image: what the operator names itself in the pods it creates (its default
 # DefaultOperatorImageName, or OPERATOR_IMAGE_NAME), which copy `/manager` from it in an init container.
 CNPG_OPERATOR_IMAGE = f"ghcr.io/cloudnative-pg/cloudnative-pg:{cnpg_operator_version()}"
+
+# The Barman Cloud plugin (CNPG-I): its operator part runs as a Deployment in cnpg-system from the plugin image;
+# it injects the sidecar image (its SIDECAR_IMAGE) into every PostgreSQL pod and recovery Job. Both run the same
+# binary, built here (scripts/install-node-tools), under upstream's references of that version.
+BARMAN_CLOUD_PLUGIN_IMAGE = f"ghcr.io/cloudnative-pg/plugin-barman-cloud:v{barman_cloud_plugin_version()}"
+BARMAN_CLOUD_SIDECAR_IMAGE = f"ghcr.io/cloudnative-pg/plugin-barman-cloud-sidecar:v{barman_cloud_plugin_version()}"

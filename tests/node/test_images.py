@@ -61,12 +61,18 @@ def test_built_references_are_the_rendered_ones():
     built = {spec.name: spec.tag for spec in build.specs(build.program_refs())}
 
     # The node runs only what is built, under the name containerd stores it as; the rest is the node's own.
-    node_own = {built["pause"], built["cnpg-operator"], built["coredns"]}
+    node_own = {built[name]
+                for name in ("pause", "cnpg-operator", "coredns", "barman-cloud-plugin", "barman-cloud-sidecar")}
     assert {build.normalized(ref) for ref in rendered} == set(built.values()) - node_own
     assert built["airflow"] == f"docker.io/apache/airflow:3.3.2-python{standins.AIRFLOW_PYTHON}"
     assert built["postgres"].startswith(f"ghcr.io/cloudnative-pg/postgresql:{standins.POSTGRES_MAJOR}.")
     assert built["cnpg-operator"] == standins.CNPG_OPERATOR_IMAGE
     assert built["cnpg-operator"].endswith(":" + standins.cnpg_operator_version())
+    version = standins.barman_cloud_plugin_version()
+    assert built["barman-cloud-plugin"] == standins.BARMAN_CLOUD_PLUGIN_IMAGE
+    assert built["barman-cloud-plugin"] == f"ghcr.io/cloudnative-pg/plugin-barman-cloud:v{version}"
+    assert built["barman-cloud-sidecar"] == standins.BARMAN_CLOUD_SIDECAR_IMAGE
+    assert built["barman-cloud-sidecar"] == f"ghcr.io/cloudnative-pg/plugin-barman-cloud-sidecar:v{version}"
 
 
 def test_airflow_image_carries_the_airflow_its_tag_names():
@@ -293,6 +299,21 @@ def test_images_import_and_run(node_images, containerd):
     # The operator image as CloudNativePG's init containers use it: `/manager bootstrap <dest>` copies itself.
     containerd.run(ref["cnpg-operator"], "/manager", "bootstrap", "/tmp/manager")
     assert "manager" in containerd.run(ref["cnpg-operator"], "/manager", "--help", read_only=True)
+
+    # The Barman Cloud plugin's operator part, as its Deployment runs it (10001:10001, a read-only root).
+    out = containerd.run(ref["barman-cloud-plugin"], "/manager", "--help", read_only=True)
+    assert "operator" in out and "instance" in out, out
+
+    # Its sidecar, as the plugin injects it into the PostgreSQL pods (26:26, a read-only root): barman-cloud-* on
+    # PATH from /venv with boto3 and Debian's psycopg2, every module byte-compiled, and the same /manager.
+    out = containerd.run(ref["barman-cloud-sidecar"], "barman-cloud-wal-archive", "--version", read_only=True)
+    assert "3.19.1" in out, out
+    out = containerd.run(ref["barman-cloud-sidecar"], "python3", "-c",
+                         "import os, sys, json, importlib.util, boto3, psycopg2, barman; print(sys.prefix, "
+                         "sys.version_info[:2], os.getuid(), os.getgid(), all(os.path.exists(importlib.util."
+                         "cache_from_source(m.__file__)) for m in (json, boto3, barman)))", read_only=True)
+    assert "/venv (3, 13) 26 26 True" in out, out
+    assert "instance" in containerd.run(ref["barman-cloud-sidecar"], "/manager", "--help", read_only=True)
 
     # pause: started, it stays up; SIGTERM ends it at once.
     containerd.ctr("run", "-d", *containerd.private_dirs, ref["pause"], "pause-probe")
