@@ -1,8 +1,8 @@
 """The node images themselves: the reference each is tagged with, read from the program's own code for a stack
 with the stand-in settings (program_refs; images/standins.py), and each image's spec: its config (entrypoint,
-user, environment), the script run in its chroot over the base (Airflow, PostgreSQL, PgBouncer, git-sync, the
-Barman Cloud plugin's sidecar) or the function that writes its one layer (pause, statsd_exporter, the CloudNativePG
-operator, CoreDNS, the Barman Cloud plugin), and the files it packs.
+user, environment), the script run in its chroot over the base (Airflow, the current and the previous one;
+PostgreSQL, PgBouncer, git-sync, the Barman Cloud plugin's sidecar) or the function that writes its one layer
+(pause, statsd_exporter, the CloudNativePG operator, CoreDNS, the Barman Cloud plugin), and the files it packs.
 
 image_key is each image's cache key: a hash of everything that makes it (its recipe, files, the base's key, the
 source of its layer function and the binaries it packs). images/build.py builds the specs;
@@ -40,9 +40,13 @@ def program_refs() -> dict[str, str]:
 
     # A disposable stack name, so that the settings model accepts the development login without more config.
     settings = Settings.model_validate({"instance": "dev", "auth": {"mode": "simple"}, **standins.STACK_CONFIG})
+    # The upgrade test's starting point (tests/node/test_upgrade.py): the same stack at the previous Airflow.
+    previous = Settings.model_validate({"instance": "dev", "auth": {"mode": "simple"}, **standins.STACK_CONFIG,
+                                        "airflowVersion": standins.PREVIOUS_AIRFLOW_VERSION})
     return {
         "pause": "registry.k8s.io/pause:3.10",
         "airflow": settings.image,
+        "airflow-previous": previous.image,
         "postgres": settings.postgres.image_name,
         "pgbouncer": program_images.PGBOUNCER,
         "git-sync": settings.git_sync.image,
@@ -185,6 +189,7 @@ SCRATCH_INPUTS: dict[str, Callable[[Tools], object]] = {
     "barman-cloud-plugin": lambda tools: _file_identity(tools.node_tools / "barman-cloud-manager"),
 }
 
+# {requirements}: the pins' file in images/airflow/ (requirements.txt; requirements-3.2.txt for airflow-previous).
 AIRFLOW_SCRIPT = """
 echo 'airflow:x:50000:0:airflow:/home/airflow:/bin/bash' >> /etc/passwd
 apt-get update -qq
@@ -193,7 +198,7 @@ apt-get install -y -qq krb5-user
 # /opt/airflow owned by the user and group 0, group-writable.
 python3 -m venv /home/airflow/.local
 /home/airflow/.local/bin/python -m pip install -q --upgrade pip
-/home/airflow/.local/bin/python -m pip install -q -r /tmp/build/airflow/requirements.txt
+/home/airflow/.local/bin/python -m pip install -q -r /tmp/build/airflow/{requirements}
 /home/airflow/.local/bin/python -m pip check || echo "warning: pip check reports conflicts (above)"
 rm -rf /home/airflow/.cache /root/.cache
 mkdir -p /opt/airflow
@@ -259,8 +264,8 @@ rm -rf /root/.cache
 """
 
 
-IMAGE_NAMES = ("pause", "airflow", "postgres", "pgbouncer", "git-sync", "statsd-exporter", "cnpg-operator", "coredns",
-               "barman-cloud-plugin", "barman-cloud-sidecar")
+IMAGE_NAMES = ("pause", "airflow", "airflow-previous", "postgres", "pgbouncer", "git-sync", "statsd-exporter",
+               "cnpg-operator", "coredns", "barman-cloud-plugin", "barman-cloud-sidecar")
 
 
 def specs(refs: dict[str, str]) -> list[Spec]:
@@ -277,13 +282,15 @@ def specs(refs: dict[str, str]) -> list[Spec]:
         "LC_ALL=C.UTF-8",
         "PYTHONUNBUFFERED=1",
     ]
+    airflow_config = {"Entrypoint": ["/usr/bin/tini", "--", "/entrypoint"], "Cmd": [], "Env": airflow_env,
+                      "User": "50000", "WorkingDir": "/opt/airflow"}
     return [
         Spec("pause", refs["pause"], {"Entrypoint": ["/pause"], "User": "65535:65535"}, derived=False,
              scratch=_pause_layer),
-        Spec("airflow", refs["airflow"],
-             {"Entrypoint": ["/usr/bin/tini", "--", "/entrypoint"], "Cmd": [], "Env": airflow_env, "User": "50000",
-              "WorkingDir": "/opt/airflow"},
-             script=AIRFLOW_SCRIPT, inputs=(HERE / "airflow" / "requirements.txt", HERE / "airflow" / "entrypoint")),
+        *(Spec(name, refs[name], airflow_config, script=AIRFLOW_SCRIPT.format(requirements=requirements.name),
+               inputs=(requirements, HERE / "airflow" / "entrypoint"))
+          for name, requirements in (("airflow", HERE / "airflow" / "requirements.txt"),
+                                     ("airflow-previous", standins.PREVIOUS_AIRFLOW_REQUIREMENTS))),
         Spec("postgres", refs["postgres"],
              {"Cmd": ["postgres"], "User": "26",
               "Env": [f"PATH=/usr/lib/postgresql/{major}/bin:{STD_PATH}", "LANG=C.UTF-8", "PGDATA=/var/lib/postgresql/data/pgdata"]},

@@ -20,6 +20,9 @@ packages and Go modules (scripts/build-node-images), because no registry can be 
   UBI micro; the user is the 10001:10001 upstream's Deployment runs it as), and the sidecar is trixie's Python 3.13
   (as upstream's debian13 one) with barman[cloud] at upstream's pin in a venv over Debian's psycopg2 (so nothing
   is compiled), instead of upstream's distroless image with every cloud's extras.
+- A second Airflow image, `airflow-previous`, for the upgrade test (tests/node/test_upgrade.py): the Airflow
+  before the current one (PREVIOUS_AIRFLOW_VERSION, the pin of images/airflow/requirements-3.2.txt), built by the
+  same script from that file and tagged with what the program renders for `airflowVersion` set to it.
 
 The builder (images/specs.py) and the tests import these names; nothing else repeats them.
 """
@@ -37,6 +40,18 @@ POSTGRES_MAJOR = 17
 STACK_CONFIG = {"airflowPythonVersion": AIRFLOW_PYTHON}
 
 _TOOLCHAIN = Path(__file__).resolve().parent.parent / "toolchain-fixtures"
+PREVIOUS_AIRFLOW_REQUIREMENTS = Path(__file__).resolve().parent / "airflow" / "requirements-3.2.txt"
+
+
+def previous_airflow_version() -> str:
+    """The Airflow the upgrade test starts from, e.g. "3.2.2": the apache-airflow pin of its requirements file."""
+    match = re.search(r"^apache-airflow==(\S+)$", PREVIOUS_AIRFLOW_REQUIREMENTS.read_text(), re.M)
+    if not match:
+        raise RuntimeError(f"{PREVIOUS_AIRFLOW_REQUIREMENTS} pins no apache-airflow==VERSION")
+    return match.group(1)
+
+
+PREVIOUS_AIRFLOW_VERSION = previous_airflow_version()
 
 
 def _go_mod_version(wrapper: str, module: str) -> str:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from images import build, standins
 from testbed.harness import ROOT, run_stack
@@ -63,7 +64,17 @@ def test_built_references_are_the_rendered_ones():
     # The node runs only what is built, under the name containerd stores it as; the rest is the node's own.
     node_own = {built[name]
                 for name in ("pause", "cnpg-operator", "coredns", "barman-cloud-plugin", "barman-cloud-sidecar")}
-    assert {build.normalized(ref) for ref in rendered} == set(built.values()) - node_own
+    assert {build.normalized(ref) for ref in rendered} == set(built.values()) - node_own - {built["airflow-previous"]}
+    # The same stack at the previous Airflow (the upgrade test's start) runs the previous image instead.
+    previous = run_stack({**_stand_in_stack(), "airflowVersion": standins.PREVIOUS_AIRFLOW_VERSION},
+                         {**TEST_SECRETS, "kerberosKeytab": KEYTAB_B64}, stack="dev")
+    rendered_previous = set()
+    for resource in previous.resources:
+        rendered_previous |= _images_in(resource.inputs)
+    assert ({build.normalized(ref) for ref in rendered_previous}
+            == set(built.values()) - node_own - {built["airflow"]})
+    assert built["airflow-previous"] == (f"docker.io/apache/airflow:{standins.PREVIOUS_AIRFLOW_VERSION}"
+                                         f"-python{standins.AIRFLOW_PYTHON}")
     assert built["airflow"] == f"docker.io/apache/airflow:3.3.2-python{standins.AIRFLOW_PYTHON}"
     assert built["postgres"].startswith(f"ghcr.io/cloudnative-pg/postgresql:{standins.POSTGRES_MAJOR}.")
     assert built["cnpg-operator"] == standins.CNPG_OPERATOR_IMAGE
@@ -81,6 +92,17 @@ def test_airflow_image_carries_the_airflow_its_tag_names():
     pins = (ROOT / "images" / "airflow" / "requirements.txt").read_text()
     assert AIRFLOW_VERSION_PIN.findall(pins) == [Settings.model_fields["airflow_version"].default]
     assert re.search(r"^statsd==\d+\.\d+\.\d+$", pins, re.M), "the StatsD client is pinned (Airflow drops metrics without it)"
+
+    # The previous image's pins (the upgrade test's start): an older Airflow, and the same providers, so that the
+    # upgrade changes Airflow alone.
+    previous = standins.PREVIOUS_AIRFLOW_REQUIREMENTS.read_text()
+    assert AIRFLOW_VERSION_PIN.findall(previous) == [standins.PREVIOUS_AIRFLOW_VERSION]
+    assert Version(standins.PREVIOUS_AIRFLOW_VERSION) < Version(Settings.model_fields["airflow_version"].default)
+
+    def others(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line and not line.startswith(("#", "apache-airflow=="))]
+
+    assert others(previous) == others(pins)
 
 
 @pytest.mark.parametrize(
@@ -274,6 +296,14 @@ def test_images_import_and_run(node_images, containerd):
                          "airflow.providers.fab, airflow.providers.postgres; print(sys.version_info[:2], "
                          "os.environ['AIRFLOW_HOME'], os.environ['HOME'], os.getuid(), os.getgid())", read_only=True)
     assert f"(3, {standins.AIRFLOW_PYTHON.split('.')[1]}) /opt/airflow /home/airflow 50000 0" in out
+    # The previous Airflow (the upgrade test's start), built by the same script: its version, the same providers.
+    out = containerd.run(ref["airflow-previous"], *airflow, "version", read_only=True)
+    assert standins.PREVIOUS_AIRFLOW_VERSION in out.split(), out
+    out = containerd.run(ref["airflow-previous"], *airflow, "python", "-c",
+                         "import os, statsd, airflow.providers.cncf.kubernetes, airflow.providers.amazon, "
+                         "airflow.providers.fab, airflow.providers.postgres; print(os.getuid(), os.getgid())",
+                         read_only=True)
+    assert "50000 0" in out.splitlines(), out
     out = containerd.run(ref["airflow"], *airflow, "sh", "-c", "stat -c '%u:%g %a' /opt/airflow; command -v kinit; command -v klist")
     assert out.splitlines()[0] == "50000:0 775" and "/usr/bin/klist" in out
 
