@@ -58,7 +58,7 @@ def node():
 
 # Modules in the order they use the one instance: what breaks things runs after what observes them.
 MODULE_ORDER = ("test_cluster", "test_images", "test_instance", "test_network_policies", "test_faults",
-                "test_kerberos")
+                "test_kerberos", "test_upgrade")
 
 
 def pytest_collection_modifyitems(items):
