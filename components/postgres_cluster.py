@@ -35,6 +35,11 @@ BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 RESTORE_SOURCE = "backup-source"
 POOLER_DELETION = ("pulumi.com/deletionPropagationPolicy", "background")
 COMPONENT = "database"
+# How often the plugin's sidecar re-reads the backup catalogue into the ObjectStore's status, which its backup
+# metrics (and so the backup alerts) read. The plugin 0.14 drops the refresh after a backup when the status
+# changed meanwhile (a conflict, seen on the test node after a failed backup): at its default 1800 s the
+# failing-backup alert would go on firing for up to half an hour after a good backup.
+CATALOG_REFRESH_SECONDS = 300
 
 
 @dataclass
@@ -377,7 +382,8 @@ class PostgresCluster(pulumi.ComponentResource):
                 "configuration": configuration,
                 # Unsized, the plugin's sidecar in every PostgreSQL pod would get the LimitRange's defaults.
                 **_optional("instanceSidecarConfiguration", {
-                    "resources": _resources(kube.BARMAN_SIDECAR_RESOURCES, kube.SMALL_EPHEMERAL_STORAGE)
+                    "resources": _resources(kube.BARMAN_SIDECAR_RESOURCES, kube.SMALL_EPHEMERAL_STORAGE),
+                    "retentionPolicyIntervalSeconds": CATALOG_REFRESH_SECONDS,
                 } if role == "pg-backups" else None),
             },
             opts=self._child(),

@@ -3,8 +3,9 @@
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy (scripts/install-kube-
 apiserver builds them in one `go build`), kube-router's NetworkPolicy controller, containerd, runc and the CNI
 plugins from Debian, CoreDNS as a pod in kube-system behind the kube-dns Service, a default StorageClass with
-volumes the fixture provides, and the CloudNativePG operator as a host process with its webhooks registered by
-URL (scripts/install-node-tools). Images come from scripts/build-node-images under the exact references the
+volumes the fixture provides, the CloudNativePG operator as a host process with its webhooks registered by
+URL (scripts/install-node-tools), and its Barman Cloud plugin as a pod in cnpg-system (testbed/node/barman_plugin.py).
+Images come from scripts/build-node-images under the exact references the
 program renders; nothing is pulled.
 
 Fixed addresses (testbed/node/host.py): the node is 10.244.0.1 on its own bridge, services are 10.96.0.0/24.
@@ -27,7 +28,7 @@ import yaml
 
 from testbed.apiserver import KubeAPI, _free_ports, install_crds
 from images.standins import COREDNS_IMAGE
-from testbed.node import host, pki
+from testbed.node import barman_plugin, host, pki
 from testbed.processes import stop as stop_process
 
 NODE_NAME = "airflow-node"
@@ -111,6 +112,7 @@ class Node:
         self._start_dns()
         self._offer_volumes()
         self._start_operator()
+        self.timings["Barman Cloud plugin registered (s after the operator)"] = barman_plugin.install(self.api, self.tools)
         self._wait("default service account", lambda: self.api.request(
             "GET", "/api/v1/namespaces/default/serviceaccounts/default").ok)
         return self.api
@@ -388,7 +390,15 @@ state = "{w}/containerd/state"
         (self.work / "cnpg" / "operator").mkdir(parents=True)
         (self.work / "cnpg" / "operator" / "manager_amd64").symlink_to(self.tools / "manager")
         (metrics_port,) = _free_ports(1)
+        # The operator dials a plugin by its Service's bare name, as a pod in cnpg-system would: in a mount
+        # namespace of its own, the host process sees a resolv.conf that asks the cluster DNS with that pod's
+        # search path (nothing else on the host changes).
+        resolv = self.work / "cnpg" / "resolv.conf"
+        resolv.write_text(f"nameserver {host.DNS_SERVICE_IP}\nsearch {CNPG_NAMESPACE}.svc.{CLUSTER_DOMAIN} "
+                          f"svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\noptions ndots:5\n")
         self._start("cnpg-operator", [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv),
             str(self.tools / "manager"), "controller", "--leader-elect=false",
             f"--metrics-bind-address=127.0.0.1:{metrics_port}", f"--webhook-port={WEBHOOK_PORT}",
         ], env={"OPERATOR_NAMESPACE": CNPG_NAMESPACE, "WEBHOOK_CERT_DIR": str(certs),

@@ -117,3 +117,21 @@ def make(directory: Path, node_name: str, server_ips: list[str], server_names: l
     creds.token_file.write_text("\n".join(lines) + "\n")
     creds.token_file.chmod(0o600)
     return creds
+
+
+def self_signed(common_name: str, dns_names: list[str], usage) -> tuple[bytes, bytes]:
+    """A self-signed certificate and its key (PEM), as cert-manager's selfSigned issuer makes them: the Barman
+    Cloud plugin's gRPC server and its one client (the CloudNativePG operator) each trust the other's certificate
+    itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    name = _name(common_name)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + VALID_FOR)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)

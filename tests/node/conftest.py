@@ -1,8 +1,8 @@
 """The test node (testbed/node/cluster.py) for every test in this folder: started once, torn down after the
 folder's last test, and the teardown fails the run if it left anything on the host. On it, one instance of the
 program (a branch-like stack, `deployed`) serves every module that needs Airflow running: the instance's own
-tests, then the NetworkPolicy paths, then the faults, then an update that turns Kerberos on; destroying it
-comes last."""
+tests, then the NetworkPolicy paths, then the faults, then an update that turns Kerberos on, then one that turns
+backups on, then restores of those backups into new stacks; destroying it comes last."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def node():
 
 # Modules in the order they use the one instance: what breaks things runs after what observes them.
 MODULE_ORDER = ("test_cluster", "test_images", "test_instance", "test_network_policies", "test_faults",
-                "test_kerberos", "test_upgrade")
+                "test_kerberos", "test_backups", "test_restore", "test_upgrade")
 
 
 def pytest_collection_modifyitems(items):
@@ -128,6 +128,16 @@ def deployed(node, s3_on_bridge, dag_repo, tmp_path_factory):
     # Whatever a failed test left: the engine's destroy, the way a branch environment goes.
     if stack.export_stack().deployment.get("resources"):
         engine.destroy(stack)
+
+
+@pytest.fixture(scope="package")
+def backed_up(node, deployed):
+    """The instance after an update that turns backups on, once its first base backup has ended; the backup
+    tests check what landed, the restore tests restore from it."""
+    from testbed.node.backups import turn_backups_on
+
+    stack, _, _ = deployed
+    return turn_backups_on(node, stack)
 
 
 @pytest.fixture(scope="package")

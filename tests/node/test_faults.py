@@ -24,30 +24,12 @@ import boto3
 import pytest
 
 from components import kube
+from testbed.node import database as db
 from testbed.node.instance import ACCESS_KEY, SECRET_KEY, items
 
 pytestmark = pytest.mark.slow
 
 LONG_DAG, LONG_TASK = "node_long", "tick"
-
-
-def _kubectl(node, *args: str) -> str:
-    done = node.kubectl(*args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def _pods(node, namespace: str, selector: str) -> list[dict]:
-    return items(node.api, f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector.replace('/', '%2F').replace('=', '%3D')}")
-
-
-def _row_counts(node, namespace: str) -> dict[str, int]:
-    """Rows of the tables a user's history lives in, read in the PostgreSQL pod itself (psql as postgres)."""
-    pod = _pods(node, namespace, f"{kube.CNPG_POD_ROLE_LABEL}=instance")[0]["metadata"]["name"]
-    tables = ("dag_run", "task_instance", "log")
-    query = "select " + ", ".join(f"(select count(*) from {t})" for t in tables)
-    out = _kubectl(node, "exec", "-n", namespace, pod, "-c", "postgres", "--", "psql", "-d", "airflow", "-tAc", query)
-    return dict(zip(tables, (int(n) for n in out.strip().split("|"))))
 
 
 def _start_long_run(airflow) -> str:
@@ -69,9 +51,9 @@ def test_a_scheduler_killed_mid_task_is_replaced_and_the_run_succeeds(node, depl
     _, up, _ = deployed
     namespace = up.outputs["namespace"].value
     run_id = _start_long_run(airflow)
-    (scheduler,) = _pods(node, namespace, "app.kubernetes.io/component=scheduler")
+    (scheduler,) = db.pods(node, namespace, "app.kubernetes.io/component=scheduler")
     killed = time.monotonic()
-    _kubectl(node, "delete", "pod", "-n", namespace, scheduler["metadata"]["name"], "--grace-period=0", "--force")
+    db.kubectl(node, "delete", "pod", "-n", namespace, scheduler["metadata"]["name"], "--grace-period=0", "--force")
 
     assert airflow.run_to_end(LONG_DAG, run_id, timeout=300) == "success"
     print(f"\nscheduler killed: the run ended in success {time.monotonic() - killed:.0f}s later")
@@ -84,7 +66,7 @@ def _database_back(node, namespace: str, replaced_uid: str, timeout: float = 300
     """Seconds until a new PostgreSQL instance pod (not `replaced_uid`) is ready and the Cluster is healthy."""
     started = time.monotonic()
     while True:
-        pods = [p for p in _pods(node, namespace, f"{kube.CNPG_POD_ROLE_LABEL}=instance")
+        pods = [p for p in db.pods(node, namespace, f"{kube.CNPG_POD_ROLE_LABEL}=instance")
                 if p["metadata"]["uid"] != replaced_uid]
         ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                         for c in p["status"].get("conditions", []))]
@@ -99,15 +81,15 @@ def test_the_database_pod_killed_mid_task_comes_back_with_every_row(node, deploy
     _, up, _ = deployed
     namespace = up.outputs["namespace"].value
     run_id = _start_long_run(airflow)
-    before = _row_counts(node, namespace)
-    (postgres,) = _pods(node, namespace, f"{kube.CNPG_POD_ROLE_LABEL}=instance")
+    before = db.row_counts(node, namespace)
+    (postgres,) = db.pods(node, namespace, f"{kube.CNPG_POD_ROLE_LABEL}=instance")
     # Killed, not shut down: a graceful delete lets PostgreSQL's smart shutdown serve PgBouncer's open
     # connections for minutes, and Airflow would never have to reconnect.
-    _kubectl(node, "delete", "pod", "-n", namespace, postgres["metadata"]["name"], "--grace-period=0", "--force")
+    db.kubectl(node, "delete", "pod", "-n", namespace, postgres["metadata"]["name"], "--grace-period=0", "--force")
 
     back = _database_back(node, namespace, postgres["metadata"]["uid"])
     assert airflow.run_to_end(LONG_DAG, run_id, timeout=300) == "success"
-    after = _row_counts(node, namespace)
+    after = db.row_counts(node, namespace)
     print(f"\ndatabase pod killed: a new one was ready {back:.0f}s later; rows before {before}, after {after}")
     assert all(after[table] >= count for table, count in before.items()), (before, after)
     assert _nothing_left_running(airflow) == []
@@ -115,7 +97,7 @@ def test_the_database_pod_killed_mid_task_comes_back_with_every_row(node, deploy
 
 def _task_pods(node, namespace: str, dag_id: str, run_id: str) -> list[dict]:
     """The run's task pods (the executor's labels sanitise the run id; its annotation keeps it whole)."""
-    return [p for p in _pods(node, namespace, f"dag_id={dag_id}")
+    return [p for p in db.pods(node, namespace, f"dag_id={dag_id}")
             if p["metadata"].get("annotations", {}).get("run_id") == run_id]
 
 
@@ -171,7 +153,7 @@ def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, de
     # No task pod of an earlier test may still hold a share of the quota (one waiting to upload its log, say),
     # or its end would make room for the pod this test expects refused.
     deadline = time.monotonic() + 240
-    while _pods(node, namespace, "kubernetes_executor=True"):
+    while db.pods(node, namespace, "kubernetes_executor=True"):
         assert time.monotonic() < deadline, "task pods of earlier tests are still there"
         time.sleep(2)
     time.sleep(5)  # the quota controller's view of what is used follows the pods' deletion
@@ -179,8 +161,8 @@ def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, de
     name, hard = quota["metadata"]["name"], quota["spec"]["hard"]
     # Full: what runs now is all the CPU the namespace may request.
     full = {**hard, "requests.cpu": quota["status"]["used"]["requests.cpu"]}
-    _kubectl(node, "patch", "resourcequota", "-n", namespace, name, "--type=merge", "-p", json.dumps({"spec": {"hard": full}}))
-    (scheduler,) = _pods(node, namespace, "app.kubernetes.io/component=scheduler")
+    db.kubectl(node, "patch", "resourcequota", "-n", namespace, name, "--type=merge", "-p", json.dumps({"spec": {"hard": full}}))
+    (scheduler,) = db.pods(node, namespace, "app.kubernetes.io/component=scheduler")
     try:
         run_id = airflow.trigger("node_smoke")
         triggered = time.monotonic()
@@ -188,7 +170,7 @@ def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, de
 
         def refusals() -> int:  # said since the trigger
             since = f"--since={int(time.monotonic() - triggered) + 2}s"
-            return _kubectl(node, "logs", "-n", namespace, scheduler["metadata"]["name"], "-c", "scheduler",
+            return db.kubectl(node, "logs", "-n", namespace, scheduler["metadata"]["name"], "-c", "scheduler",
                             since).count("exceeded quota")
 
         while (refused := refusals()) < 3:
@@ -199,7 +181,7 @@ def test_a_task_pod_the_quota_refuses_waits_and_runs_once_room_frees_up(node, de
         assert _task_pods(node, namespace, "node_smoke", run_id) == []
         refused_at = time.monotonic()
     finally:
-        _kubectl(node, "patch", "resourcequota", "-n", namespace, name, "--type=merge", "-p", json.dumps({"spec": {"hard": hard}}))
+        db.kubectl(node, "patch", "resourcequota", "-n", namespace, name, "--type=merge", "-p", json.dumps({"spec": {"hard": hard}}))
     assert airflow.run_to_end("node_smoke", run_id, timeout=180) == "success"
     print(f"\nquota full: {refused} refusals in the scheduler's log; success {time.monotonic() - refused_at:.0f}s after room freed")
     assert airflow.task_instance("node_smoke", run_id, "hello")["try_number"] == 1

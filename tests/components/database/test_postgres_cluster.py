@@ -49,6 +49,13 @@ def test_prod_archives_wal_and_takes_daily_backups_through_the_barman_plugin():
     assert len(backup["schedule"].split()) == 6
 
 
+def test_the_backup_catalogue_the_alerts_read_is_refreshed_every_five_minutes():
+    # The plugin's sidecar can drop the refresh after a backup; this bounds how long the failing-backup alert
+    # outlives a good backup (tests/node/test_backups.py shows it on a real node).
+    store = prod(secrets=PROD_SECRETS).one("ObjectStore").inputs["spec"]
+    assert store["instanceSidecarConfiguration"]["retentionPolicyIntervalSeconds"] == 300
+
+
 def test_backups_without_static_keys_inherit_the_pods_iam_role():
     run = run_stack({"postgres": {"backups": {"enabled": True}}}, stack="dev")
     assert run.one("ObjectStore").inputs["spec"]["configuration"]["s3Credentials"] == {"inheritFromIAMRole": True}
