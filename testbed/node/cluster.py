@@ -4,9 +4,9 @@ etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-
 apiserver builds them in one `go build`), kube-router's NetworkPolicy controller, containerd, runc and the CNI
 plugins from Debian, CoreDNS as a pod in kube-system behind the kube-dns Service, a default StorageClass with
 volumes the fixture provides, the CloudNativePG operator as a host process with its webhooks registered by
-URL (scripts/install-node-tools), and its Barman Cloud plugin as a pod in cnpg-system (testbed/node/barman_plugin.py).
-Images come from scripts/build-node-images under the exact references the
-program renders; nothing is pulled.
+URL (scripts/install-node-tools), and its Barman Cloud plugin as a pod in cnpg-system (testbed/node/
+barman_plugin.py). Images come from scripts/build-node-images under the exact references the program renders;
+nothing is pulled.
 
 Fixed addresses (testbed/node/host.py): the node is 10.244.0.1 on its own bridge, services are 10.96.0.0/24.
 Only one node runs at a time on a machine.
