@@ -12,7 +12,8 @@ from components import kube
 from components.postgres_cluster import BARMAN_PLUGIN
 from envs.template import dev_template
 from testbed.node import database as db
-from testbed.node.instance import items, set_config
+from testbed.node.database import cnpg_items
+from testbed.node.instance import set_config
 
 BACKUP_KEY, BACKUP_SECRET = "node-backup-key", "node-backup-secret"
 PREFIX = "postgres"
@@ -21,10 +22,6 @@ BACKUP_TIMEOUT = 300
 # restart that brings the sidecar is under way.
 SIDECAR = "plugin-barman-cloud"
 SIDECAR_NOT_THERE_YET = ("requested plugin is not available", "restarted during backup")
-
-
-def cnpg_items(node, namespace: str, plural: str) -> list[dict]:
-    return items(node.api, f"/apis/postgresql.cnpg.io/v1/namespaces/{namespace}/{plural}")
 
 
 def wait_backup(node, namespace: str, name: str, timeout: float = BACKUP_TIMEOUT) -> dict:

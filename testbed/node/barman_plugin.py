@@ -18,13 +18,13 @@ from pathlib import Path
 import yaml
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from components.postgres_cluster import BARMAN_PLUGIN as PLUGIN
 from images.standins import BARMAN_CLOUD_PLUGIN_IMAGE, BARMAN_CLOUD_SIDECAR_IMAGE
 from testbed.apiserver import KubeAPI, install_crds
 from testbed.node import pki
 
 NAMESPACE = "cnpg-system"
 NAME = "barman-cloud"  # the Service, and so the name the operator dials and checks the server certificate for
-PLUGIN = "barman-cloud.cloudnative-pg.io"
 PORT = 9090
 SERVER_SECRET, CLIENT_SECRET = "barman-cloud-server-tls", "barman-cloud-client-tls"
 READY_TIMEOUT = 120

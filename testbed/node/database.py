@@ -15,6 +15,11 @@ def pods(node, namespace: str, selector: str) -> list[dict]:
     return items(node.api, f"/api/v1/namespaces/{namespace}/pods?labelSelector={quote(selector, safe='')}")
 
 
+def cnpg_items(node, namespace: str, plural: str) -> list[dict]:
+    """CloudNativePG's objects of one kind (clusters, poolers, backups, ...) in the namespace."""
+    return items(node.api, f"/apis/postgresql.cnpg.io/v1/namespaces/{namespace}/{plural}")
+
+
 def kubectl(node, *args: str) -> str:
     done = node.kubectl(*args)
     assert done.returncode == 0, done.stderr

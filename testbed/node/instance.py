@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import requests
 from pulumi import automation as auto
 
@@ -229,6 +230,18 @@ def set_config(stack: auto.Stack, values: dict) -> None:
 ACCESS_KEY, SECRET_KEY = "node-access-key", "node-secret-key"
 # One key per job, as the settings demand; moto accepts any.
 LOG_KEY, LOG_SECRET = "node-log-key", "node-log-secret"
+
+
+def aws_client(url: str, service: str = "s3", key: str = ACCESS_KEY, secret: str = SECRET_KEY):
+    """A boto3 client of moto's server on the bridge (S3, or its IAM), by default with the provisioning key."""
+    return boto3.client(service, endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret,
+                        region_name="us-east-1")
+
+
+def object_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    """Every key in `bucket` under `prefix`, all pages."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
 def open_branch_stack(name: str, kubeconfig: Path, s3_url: str, dag_repo: str, work: Path) -> auto.Stack:

@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import time
 
-import boto3
 import pytest
 import requests
 import yaml
@@ -32,23 +31,13 @@ from components.metrics_catalog import RuleContext, rule_groups
 from components.postgres_cluster import CATALOG_REFRESH_SECONDS
 from components.s3_access import identity_policies
 from testbed.node import database as db
-from testbed.node.backups import PREFIX, cnpg_items, take_backup
-from testbed.node.instance import ACCESS_KEY, SECRET_KEY
+from testbed.node.backups import PREFIX, take_backup
+from testbed.node.database import cnpg_items
+from testbed.node.instance import aws_client, object_keys
 
 pytestmark = pytest.mark.slow
 
 METRICS_PORT = 9187
-
-
-def _s3(url: str, key: str = ACCESS_KEY, secret: str = SECRET_KEY):
-    return boto3.client("s3", endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret,
-                        region_name="us-east-1")
-
-
-def _keys(s3, bucket: str, prefix: str = "") -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
-
 
 
 def _archive(node, up) -> tuple[str, str, str]:
@@ -75,7 +64,7 @@ def test_wal_segments_and_a_base_backup_land_under_the_backup_prefix(node, backe
     assert first["status"]["phase"] == "completed", first["status"]
     assert _archiving(node, namespace).get("status") == "True", _archiving(node, namespace, timeout=0)
 
-    keys = _keys(_s3(s3_on_bridge), bucket)
+    keys = object_keys(aws_client(s3_on_bridge), bucket)
     database = [k for k in keys if not k.startswith("logs/")]
     base = [k for k in database if k.startswith(f"{folder}base/")]
     wals = [k for k in database if k.startswith(f"{folder}wals/")]
@@ -92,8 +81,7 @@ def iam_users(s3_on_bridge, backed_up):
     """A log user and a backup user in moto's IAM, each with the policy the stack prints for its credential."""
     up, _ = backed_up
     bucket = up.outputs["log_bucket"].value
-    iam = boto3.client("iam", endpoint_url=s3_on_bridge, aws_access_key_id=ACCESS_KEY,
-                       aws_secret_access_key=SECRET_KEY, region_name="us-east-1")
+    iam = aws_client(s3_on_bridge, "iam")
     keys = {}
     for job, policy in identity_policies(bucket, "logs", PREFIX).items():
         if job not in ("log", "backup"):
@@ -102,7 +90,7 @@ def iam_users(s3_on_bridge, backed_up):
         iam.create_user(UserName=user)
         iam.put_user_policy(UserName=user, PolicyName=job, PolicyDocument=json.dumps(policy))
         created = iam.create_access_key(UserName=user)["AccessKey"]
-        keys[job] = _s3(s3_on_bridge, created["AccessKeyId"], created["SecretAccessKey"])
+        keys[job] = aws_client(s3_on_bridge, key=created["AccessKeyId"], secret=created["SecretAccessKey"])
     return keys
 
 
@@ -123,7 +111,7 @@ def test_only_the_backup_credential_reaches_the_backups(node, backed_up, s3_on_b
     backup_info = f"{folder}base/{first['status']['backupId']}/backup.info"
     # A task log's place (the instance may have run no task yet).
     a_log = "logs/dag_id=iam_probe/attempt=1.log"
-    _s3(s3_on_bridge).put_object(Bucket=bucket, Key=a_log, Body=b"a task's log")
+    aws_client(s3_on_bridge).put_object(Bucket=bucket, Key=a_log, Body=b"a task's log")
     log, backup = iam_users["log"], iam_users["backup"]
     with enable_iam_authentication():
         seen = {
@@ -138,7 +126,7 @@ def test_only_the_backup_credential_reaches_the_backups(node, backed_up, s3_on_b
             "backup user reads a task log": _allowed(lambda: backup.get_object(Bucket=bucket, Key=a_log)),
         }
     for probe in (f"{folder}probe", a_log):
-        _s3(s3_on_bridge).delete_object(Bucket=bucket, Key=probe)
+        aws_client(s3_on_bridge).delete_object(Bucket=bucket, Key=probe)
     print("\n" + "\n".join(f"{what}: {'allowed' if ok else 'AccessDenied'}" for what, ok in seen.items()))
     assert seen == {
         "backup user reads the backup": True, "backup user writes the archive": True,
@@ -147,7 +135,7 @@ def test_only_the_backup_credential_reaches_the_backups(node, backed_up, s3_on_b
         "backup user reads a task log": False,
     }
     # The backup is intact.
-    assert _s3(s3_on_bridge).get_object(Bucket=bucket, Key=backup_info)["Body"].read() != b"x"
+    assert aws_client(s3_on_bridge).get_object(Bucket=bucket, Key=backup_info)["Body"].read() != b"x"
 
 
 def _scrape(node, namespace: str) -> dict[str, float]:

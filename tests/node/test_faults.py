@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import time
 
-import boto3
 import pytest
 
 from components import kube
 from testbed.node import database as db
-from testbed.node.instance import ACCESS_KEY, SECRET_KEY, items
+from testbed.node.instance import aws_client, items, object_keys
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +69,7 @@ def _database_back(node, namespace: str, replaced_uid: str, timeout: float = 300
                 if p["metadata"]["uid"] != replaced_uid]
         ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                         for c in p["status"].get("conditions", []))]
-        cluster = items(node.api, f"/apis/postgresql.cnpg.io/v1/namespaces/{namespace}/clusters")[0]
+        cluster = db.cnpg_items(node, namespace, "clusters")[0]
         if ready and cluster["status"].get("phase") == "Cluster in healthy state":
             return time.monotonic() - started
         assert time.monotonic() - started < timeout, (cluster["status"].get("phase"), [p["status"].get("phase") for p in pods])
@@ -102,9 +101,7 @@ def _task_pods(node, namespace: str, dag_id: str, run_id: str) -> list[dict]:
 
 
 def _log_keys(s3_url: str, bucket: str, run_id: str) -> list[str]:
-    s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                      region_name="us-east-1")
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if run_id in o["Key"]]
+    return [key for key in object_keys(aws_client(s3_url), bucket) if run_id in key]
 
 
 def test_the_store_down_while_a_task_finishes_loses_neither_its_state_nor_its_log(node, deployed, airflow, s3_server):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import time
 
-import boto3
 import pytest
 
-from testbed.node.instance import ACCESS_KEY, SECRET_KEY, items
+from testbed.node.database import cnpg_items
+from testbed.node.instance import aws_client, items, object_keys
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,10 @@ def test_up_waits_until_every_workload_is_ready(node, deployed):
     for deployment in deployments:
         status, wanted = deployment["status"], deployment["spec"]["replicas"]
         assert status.get("availableReplicas") == wanted, (deployment["metadata"]["name"], status)
-    cluster = items(node.api, f"/apis/postgresql.cnpg.io/v1/namespaces/{namespace}/clusters")[0]
+    cluster = cnpg_items(node, namespace, "clusters")[0]
     assert cluster["status"]["phase"] == "Cluster in healthy state"
     assert cluster["status"]["readyInstances"] == cluster["spec"]["instances"]
-    pooler = items(node.api, f"/apis/postgresql.cnpg.io/v1/namespaces/{namespace}/poolers")[0]
+    pooler = cnpg_items(node, namespace, "poolers")[0]
     assert pooler["status"]["instances"] >= 1
 
 
@@ -102,11 +102,10 @@ def test_a_triggered_task_runs_in_its_own_pod_under_the_task_service_account(nod
 
 def test_the_finished_tasks_log_is_in_the_stacks_bucket(deployed, s3_on_bridge, airflow):
     _, up, _ = deployed
-    s3 = boto3.client("s3", endpoint_url=s3_on_bridge, aws_access_key_id=ACCESS_KEY,
-                      aws_secret_access_key=SECRET_KEY, region_name="us-east-1")
+    s3 = aws_client(s3_on_bridge)
     deadline = time.monotonic() + 60
     while True:
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=up.outputs["log_bucket"].value).get("Contents", [])]
+        keys = object_keys(s3, up.outputs["log_bucket"].value)
         smoke = [k for k in keys if "dag_id=node_smoke" in k]
         if smoke or time.monotonic() > deadline:
             break

@@ -15,27 +15,19 @@ import secrets
 import time
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 from pulumi import automation as auto
 
 from envs.template import dev_template
 from testbed.node import database as db
 from testbed.node.backups import BACKUP_KEY, BACKUP_SECRET, PREFIX
-from testbed.node.instance import ACCESS_KEY, SECRET_KEY, Airflow, open_branch_stack, service_url, set_config
+from testbed.node.instance import Airflow, aws_client, object_keys, open_branch_stack, service_url, set_config
 
 pytestmark = pytest.mark.slow
 
 BEFORE, AFTER = "restore-before-target", "restore-after-target"
 BRANCH_POSTGRES = dev_template()["postgres"]  # what open_branch_stack sets
 ARCHIVE_TIMEOUT = 120
-
-
-def _s3_keys(url: str, bucket: str, prefix: str) -> set[str]:
-    s3 = boto3.client("s3", endpoint_url=url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                      region_name="us-east-1")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +105,10 @@ def test_destroying_the_restored_branch_leaves_the_source_archive_as_it_was(node
 
     up, _ = backed_up
     bucket = up.outputs["log_bucket"].value
-    before = _s3_keys(s3_on_bridge, bucket, f"{PREFIX}/")
+    before = set(object_keys(aws_client(s3_on_bridge), bucket, f"{PREFIX}/"))
     stack, _ = restored
     engine.destroy(stack)
-    after = _s3_keys(s3_on_bridge, bucket, f"{PREFIX}/")
+    after = set(object_keys(aws_client(s3_on_bridge), bucket, f"{PREFIX}/"))
     assert before <= after, sorted(before - after)
 
 
@@ -135,6 +127,5 @@ def test_a_restore_from_a_stack_without_backups_is_refused_before_anything_is_cr
     assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
     namespaces = {n["metadata"]["name"] for n in node.api.request("GET", "/api/v1/namespaces").body["items"]}
     assert not any(name in n for n in namespaces), namespaces
-    buckets = boto3.client("s3", endpoint_url=s3_on_bridge, aws_access_key_id=ACCESS_KEY,
-                           aws_secret_access_key=SECRET_KEY, region_name="us-east-1").list_buckets()["Buckets"]
+    buckets = aws_client(s3_on_bridge).list_buckets()["Buckets"]
     assert not any(name in b["Name"] for b in buckets), buckets
