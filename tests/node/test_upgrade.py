@@ -34,13 +34,7 @@ from images import standins
 from testbed.node import database as db
 from testbed.node.instance import Airflow, items, open_branch_stack, service_url, set_config
 
-pytestmark = [
-    pytest.mark.slow,
-    # Seen in CI on the node: the 3.2.2 stack's migration Job succeeded on its second try, then its api-server
-    # and dag-processor exited with code 1 at start and `up` gave up after 11 minutes. Not understood yet.
-    pytest.mark.skip(reason="the Airflow 3.2.2 stand-in instance does not start on the node (api-server and "
-                            "dag-processor exit 1); docs/upgrading-airflow.md"),
-]
+pytestmark = pytest.mark.slow
 
 engine = pytest.importorskip("engine")
 try:
@@ -84,9 +78,18 @@ def _time(value: str) -> datetime:
 
 
 def _seen(node, namespace: str | None) -> str:
+    """What the cluster shows of a stack that did not come up: its objects and events, and the last lines each
+    restarted or failed container wrote before it exited."""
     where = ["-n", namespace] if namespace else ["-A"]
     done = node.kubectl("get", "pods,jobs,deployments,events", "-o", "wide", *where)
-    return f"kubectl get pods,jobs,deployments,events:\n{done.stdout}{done.stderr}"
+    seen = [f"kubectl get pods,jobs,deployments,events:\n{done.stdout}{done.stderr}"]
+    for pod in items(node.api, f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"):
+        for status in pod["status"].get("containerStatuses") or []:
+            if status.get("restartCount") or (status["state"].get("terminated") or {}).get("exitCode"):
+                logs = node.kubectl("logs", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                    "-c", status["name"], "--tail=40", *(["--previous"] if status.get("restartCount") else []))
+                seen.append(f"logs of {pod['metadata']['name']}/{status['name']}:\n{logs.stdout}{logs.stderr}")
+    return "\n".join(seen)
 
 
 # --- the stack at the previous version --------------------------------------------------------------------------
