@@ -33,6 +33,12 @@ def test_single_instance_database_has_no_pdb_to_block_node_drains():
     assert spec["enablePDB"] is False
 
 
+def test_a_restart_gives_clients_seconds_not_minutes_to_leave_before_the_fast_shutdown():
+    # PgBouncer holds its server connections: a smart shutdown never ends on its own, so its whole window is spent.
+    for run in (dev(), prod(secrets=PROD_SECRETS)):
+        assert run.one("Cluster").inputs["spec"]["smartShutdownTimeout"] == 15
+
+
 def test_prod_archives_wal_and_takes_daily_backups_through_the_barman_plugin():
     run = prod(secrets=PROD_SECRETS)
     spec = run.one("Cluster").inputs["spec"]
