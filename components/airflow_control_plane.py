@@ -95,7 +95,6 @@ class AirflowControlPlane(pulumi.ComponentResource):
             with_git_secret=self.git_secret is not None,
             with_kerberos_api=self.kerberos_api is not None,
         )
-        self.pod_template = self._pod_template_config_map()
         self.service = airflow_api_access.api_service(
             f"{name}-api-server", s.instance, self._meta(API_SERVER, API_SERVER), self._opts()
         )
@@ -112,6 +111,7 @@ class AirflowControlPlane(pulumi.ComponentResource):
             )
         self.url = pulumi.Output.from_input(base_url(s))
         self.migration = self._migration_job()
+        self.pod_template = self._pod_template_config_map()
         parts = self._pods.parts()
         self.deployments = {part.component: self._deployment(part) for part in parts}
         self.disruption_budgets = {part.component: self._disruption_budget(part) for part in parts if part.replicas > 1}
@@ -241,12 +241,17 @@ class AirflowControlPlane(pulumi.ComponentResource):
         )
 
     def _pod_template_config_map(self) -> k8s.core.v1.ConfigMap:
+        # The template names the Airflow image, and the running scheduler reads it for every task pod it starts:
+        # changed only after the migration, no task pod of a new version starts on the old schema.
         template = pulumi.Output.from_input(self._args.service_accounts[TASK]).apply(
             lambda account: yaml.safe_dump(self._pods.task_pod_template(account), sort_keys=False)
         )
         data = {"pod_template.yaml": template}
         return self._kept(
-            k8s.core.v1.ConfigMap(f"{self._name}-pod-template", metadata=self._meta("pod-template"), data=data, opts=self._opts()),
+            k8s.core.v1.ConfigMap(
+                f"{self._name}-pod-template", metadata=self._meta("pod-template"), data=data,
+                opts=self._opts(depends_on=[self.migration]),
+            ),
             data,
         )
 

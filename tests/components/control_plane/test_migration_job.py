@@ -19,6 +19,8 @@ def test_migration_job_runs_after_the_database_and_before_every_component():
         assert job.urn in deployment.dependencies, deployment.k8s_name
         init = pod_spec(deployment)["initContainers"][0]
         assert init["args"][:2] == ["db", "check-migrations"]
+    # The running scheduler reads the task pod template for every task: it names the new image only once migrated.
+    assert job.urn in run.one("ConfigMap", "dev-pod-template").dependencies
 
 
 def test_an_airflow_upgrade_creates_a_new_migration_job():
