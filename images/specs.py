@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from images.archive import LAYER_FORMAT, LayerWriter, docker_arch
-from images.base import NEXT_SUITE, SUITE, base_key
+from images.base import MIRROR, NEXT_SUITE, SECURITY_MIRROR, SUITE, base_key
 from images.common import HERE, ROOT, STD_PATH, BuildError, digest
 
 
@@ -43,11 +43,15 @@ def program_refs() -> dict[str, str]:
     # The upgrade test's starting point (tests/node/test_upgrade.py): the same stack at the previous Airflow.
     previous = Settings.model_validate({"instance": "dev", "auth": {"mode": "simple"}, **standins.STACK_CONFIG,
                                         "airflowVersion": standins.PREVIOUS_AIRFLOW_VERSION})
+    # The PostgreSQL upgrade test's starting point (tests/node/test_postgres_upgrade.py): the previous major.
+    previous_pg = Settings.model_validate({"instance": "dev", "auth": {"mode": "simple"}, **standins.STACK_CONFIG,
+                                           "postgres": {"version": standins.PREVIOUS_POSTGRES_MAJOR}})
     return {
         "pause": "registry.k8s.io/pause:3.10",
         "airflow": settings.image,
         "airflow-previous": previous.image,
         "postgres": settings.postgres.image_name,
+        "postgres-previous": previous_pg.postgres.image_name,
         "pgbouncer": program_images.PGBOUNCER,
         "git-sync": settings.git_sync.image,
         "statsd-exporter": settings.metrics.exporter_image,
@@ -222,7 +226,41 @@ test "$(id -u postgres):$(id -g postgres)" = 26:26
 test ! -e /var/lib/postgresql/{major}/main
 /usr/lib/postgresql/{major}/bin/postgres --version
 locale -a | grep -qix 'C.utf8'
+{old_major_libraries}"""
+
+# Appended to the current major's script: CloudNativePG's in-place major upgrade runs the previous major's binaries
+# (copied from the previous image, which is bookworm's) in this image, so the bookworm libraries they link that
+# trixie lacks come from bookworm's archive, pinned low so that nothing else is taken from it. The check: every
+# shared library of bookworm's postgresql-{old_major} (its binaries and modules; not the LLVM JIT, which pg_upgrade
+# never loads) resolves here. images/standins.py says why the images are not on one release.
+OLD_MAJOR_LIBRARIES_SCRIPT = """
+for archive in "{MIRROR} {old_suite}" "{MIRROR} {old_suite}-updates" "{SECURITY_MIRROR} {old_suite}-security"; do
+  echo "deb $archive main"
+done > /etc/apt/sources.list.d/{old_suite}.list
+for release in {old_suite} {old_suite}-updates {old_suite}-security; do
+  printf 'Package: *\\nPin: release n=%s\\nPin-Priority: 100\\n\\n' "$release"
+done > /etc/apt/preferences.d/{old_suite}
+apt-get update -qq
+apt-get install -y -qq {libraries}
+rm -rf /tmp/old-pg && mkdir /tmp/old-pg && cd /tmp/old-pg
+apt-get download -qq postgresql-{old_major}
+dpkg-deb -x postgresql-{old_major}_*.deb root
+missing=$(find root/usr/lib/postgresql/{old_major}/bin root/usr/lib/postgresql/{old_major}/lib -type f \\( -perm -u+x -o -name '*.so' \\) \\
+  ! -name 'llvmjit*' -exec ldd {{}} + 2>&1 | grep 'not found' | sort -u || true)
+[ -z "$missing" ] || {{ echo "postgresql-{old_major}'s binaries would not run here: $missing"; exit 1; }}
+echo "every shared library of postgresql-{old_major}'s binaries and modules resolves here"
+cd / && rm -rf /tmp/old-pg /etc/apt/sources.list.d/{old_suite}.list /etc/apt/preferences.d/{old_suite}
 """
+# What bookworm's postgresql-15 links that trixie does not ship (trixie has libicu76 and libldap2).
+OLD_MAJOR_LIBRARIES = ("libicu72", "libldap-2.5-0")
+
+
+def postgres_script(major: int, previous: int | None = None) -> str:
+    """The PostgreSQL image's script; with `previous`, one that also runs that major's binaries (bookworm's)."""
+    extra = "" if previous is None else OLD_MAJOR_LIBRARIES_SCRIPT.format(
+        MIRROR=MIRROR, SECURITY_MIRROR=SECURITY_MIRROR, old_suite=SUITE, old_major=previous,
+        libraries=" ".join(OLD_MAJOR_LIBRARIES))
+    return POSTGRES_SCRIPT.format(major=major, old_major_libraries=extra)
 
 PGBOUNCER_SCRIPT = """
 # The upstream image's user (CloudNativePG runs the Pooler's pods as 998:996).
@@ -264,14 +302,21 @@ rm -rf /root/.cache
 """
 
 
-IMAGE_NAMES = ("pause", "airflow", "airflow-previous", "postgres", "pgbouncer", "git-sync", "statsd-exporter",
+IMAGE_NAMES = ("pause", "airflow", "airflow-previous", "postgres", "postgres-previous", "pgbouncer", "git-sync", "statsd-exporter",
                "cnpg-operator", "coredns", "barman-cloud-plugin", "barman-cloud-sidecar")
+
+
+def _postgres_config(major: int) -> dict:
+    # pg_config on PATH is the major's: CloudNativePG's upgrade `prepare` asks it where the binaries are.
+    return {"Cmd": ["postgres"], "User": "26",
+            "Env": [f"PATH=/usr/lib/postgresql/{major}/bin:{STD_PATH}", "LANG=C.UTF-8",
+                    "PGDATA=/var/lib/postgresql/data/pgdata"]}
 
 
 def specs(refs: dict[str, str]) -> list[Spec]:
     from images import standins
 
-    major = standins.POSTGRES_MAJOR
+    major, previous_major = standins.POSTGRES_MAJOR, standins.PREVIOUS_POSTGRES_MAJOR
     airflow_env = [
         "PATH=/home/airflow/.local/bin:" + STD_PATH,
         "AIRFLOW_HOME=/opt/airflow",
@@ -291,10 +336,11 @@ def specs(refs: dict[str, str]) -> list[Spec]:
                inputs=(requirements, HERE / "airflow" / "entrypoint"))
           for name, requirements in (("airflow", HERE / "airflow" / "requirements.txt"),
                                      ("airflow-previous", standins.PREVIOUS_AIRFLOW_REQUIREMENTS))),
-        Spec("postgres", refs["postgres"],
-             {"Cmd": ["postgres"], "User": "26",
-              "Env": [f"PATH=/usr/lib/postgresql/{major}/bin:{STD_PATH}", "LANG=C.UTF-8", "PGDATA=/var/lib/postgresql/data/pgdata"]},
-             script=POSTGRES_SCRIPT.format(major=major), suite=NEXT_SUITE),
+        Spec("postgres", refs["postgres"], _postgres_config(major), script=postgres_script(major, previous_major),
+             suite=NEXT_SUITE),
+        # The previous major on the bookworm base, bookworm's own (images/standins.py).
+        Spec("postgres-previous", refs["postgres-previous"], _postgres_config(previous_major),
+             script=postgres_script(previous_major), suite=SUITE),
         Spec("pgbouncer", refs["pgbouncer"], {"Cmd": ["/usr/bin/pgbouncer", "--help"], "User": "998", "Env": [f"PATH={STD_PATH}"]},
              script=PGBOUNCER_SCRIPT, suite=NEXT_SUITE),
         Spec("git-sync", refs["git-sync"],

@@ -23,6 +23,17 @@ packages and Go modules (scripts/build-node-images), because no registry can be 
 - A second Airflow image, `airflow-previous`, for the upgrade test (tests/node/test_upgrade.py): the Airflow
   before the current one (PREVIOUS_AIRFLOW_VERSION, the pin of images/airflow/requirements-3.2.txt), built by the
   same script from that file and tagged with what the program renders for `airflowVersion` set to it.
+- A second PostgreSQL image, `postgres-previous`, for the major-upgrade test (tests/node/test_postgres_upgrade.py):
+  PostgreSQL 15 (PREVIOUS_POSTGRES_MAJOR), bookworm's, on the bookworm base, tagged with what the program renders for
+  `postgres.version: 15`. Upstream builds every major on one Debian release, because CloudNativePG's in-place major
+  upgrade runs the old major's binaries (copied out of the old image by its `prepare` init container) inside the
+  new image with pg_upgrade: CloudNativePG's documentation requires both images on the same operating system.
+  Debian has no release with both 15 and 17 (bookworm ships 15 only, trixie 17 only), so the two images here are
+  on different releases, and the 17 image also carries the two bookworm libraries the 15 binaries link that
+  trixie lacks (libicu72, libldap-2.5-0), from bookworm's archive at a low pin priority; its build fails unless
+  every shared library of bookworm's postgresql-15 binaries resolves in it (`ldd`). The other libraries they
+  link are the same sonames in trixie, newer. A production cluster needs none of this: upstream's images of the
+  two majors share their OS.
 
 The builder (images/specs.py) and the tests import these names; nothing else repeats them.
 """
@@ -34,6 +45,8 @@ from pathlib import Path
 
 AIRFLOW_PYTHON = "3.11"
 POSTGRES_MAJOR = 17
+# The major the PostgreSQL upgrade test starts from (the `postgres-previous` image).
+PREVIOUS_POSTGRES_MAJOR = 15
 
 # The stack config that selects the stand-ins, keys as in Pulumi.<stack>.yaml (without the project prefix).
 

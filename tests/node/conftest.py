@@ -2,7 +2,8 @@
 folder's last test, and the teardown fails the run if it left anything on the host. On it, one instance of the
 program (a branch-like stack, `deployed`) serves every module that needs Airflow running: the instance's own
 tests, then the NetworkPolicy paths, then the faults, then an update that turns Kerberos on, then one that turns
-backups on, then restores of those backups into new stacks; destroying it comes last."""
+backups on, then restores of those backups into new stacks; destroying it comes last. The upgrade modules (Airflow,
+then PostgreSQL) deploy stacks of their own."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def node():
 
 # Modules in the order they use the one instance: what breaks things runs after what observes them.
 MODULE_ORDER = ("test_cluster", "test_images", "test_instance", "test_network_policies", "test_faults",
-                "test_kerberos", "test_backups", "test_restore", "test_upgrade")
+                "test_kerberos", "test_backups", "test_restore", "test_upgrade", "test_postgres_upgrade")
 
 
 def pytest_collection_modifyitems(items):

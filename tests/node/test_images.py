@@ -64,7 +64,10 @@ def test_built_references_are_the_rendered_ones():
     # The node runs only what is built, under the name containerd stores it as; the rest is the node's own.
     node_own = {built[name]
                 for name in ("pause", "cnpg-operator", "coredns", "barman-cloud-plugin", "barman-cloud-sidecar")}
-    assert {build.normalized(ref) for ref in rendered} == set(built.values()) - node_own - {built["airflow-previous"]}
+    # The images of the upgrade tests' starting points (the previous Airflow, the previous PostgreSQL major) are
+    # rendered only by stacks that name them, below.
+    previous_images = {built["airflow-previous"], built["postgres-previous"]}
+    assert {build.normalized(ref) for ref in rendered} == set(built.values()) - node_own - previous_images
     # The same stack at the previous Airflow (the upgrade test's start) runs the previous image instead.
     previous = run_stack({**_stand_in_stack(), "airflowVersion": standins.PREVIOUS_AIRFLOW_VERSION},
                          {**TEST_SECRETS, "kerberosKeytab": KEYTAB_B64}, stack="dev")
@@ -72,7 +75,19 @@ def test_built_references_are_the_rendered_ones():
     for resource in previous.resources:
         rendered_previous |= _images_in(resource.inputs)
     assert ({build.normalized(ref) for ref in rendered_previous}
-            == set(built.values()) - node_own - {built["airflow"]})
+            == set(built.values()) - node_own - {built["airflow"], built["postgres-previous"]})
+    # The same stack at the previous PostgreSQL major (the PostgreSQL upgrade test's start) runs its image.
+    stand_in = _stand_in_stack()
+    previous_pg = run_stack({**stand_in, "postgres": {**stand_in.get("postgres", {}),
+                                                      "version": standins.PREVIOUS_POSTGRES_MAJOR}},
+                            {**TEST_SECRETS, "kerberosKeytab": KEYTAB_B64}, stack="dev")
+    rendered_previous_pg = set()
+    for resource in previous_pg.resources:
+        rendered_previous_pg |= _images_in(resource.inputs)
+    assert ({build.normalized(ref) for ref in rendered_previous_pg}
+            == set(built.values()) - node_own - {built["airflow-previous"], built["postgres"]})
+    assert built["postgres-previous"].startswith(
+        f"ghcr.io/cloudnative-pg/postgresql:{standins.PREVIOUS_POSTGRES_MAJOR}.")
     assert built["airflow-previous"] == (f"docker.io/apache/airflow:{standins.PREVIOUS_AIRFLOW_VERSION}"
                                          f"-python{standins.AIRFLOW_PYTHON}")
     assert built["airflow"] == f"docker.io/apache/airflow:3.3.2-python{standins.AIRFLOW_PYTHON}"
@@ -319,6 +334,13 @@ def test_images_import_and_run(node_images, containerd):
                          "initdb -D /tmp/pgdata --encoding=UTF8 --locale=C.UTF-8 >/dev/null && echo initdb-ok")
     assert out.split()[:2] == ["26", "26"], out
     assert f"PostgreSQL) {standins.POSTGRES_MAJOR}." in out and "initdb-ok" in out
+    # The previous major (the PostgreSQL upgrade test's start), the same way; its pg_config (which CloudNativePG's
+    # upgrade asks where to copy the binaries from) is its own.
+    out = containerd.run(ref["postgres-previous"], "sh", "-c", "id -u; id -g; postgres --version && pg_config "
+                         "--bindir && initdb -D /tmp/pgdata --encoding=UTF8 --locale=C.UTF-8 >/dev/null && echo initdb-ok")
+    assert out.split()[:2] == ["26", "26"], out
+    assert f"PostgreSQL) {standins.PREVIOUS_POSTGRES_MAJOR}." in out and "initdb-ok" in out
+    assert f"/usr/lib/postgresql/{standins.PREVIOUS_POSTGRES_MAJOR}/bin" in out.split(), out
 
     # PgBouncer where CloudNativePG's instance manager starts it, as the Pooler's pods run (998:996).
     assert "PgBouncer" in containerd.run(ref["pgbouncer"], "/usr/bin/pgbouncer", "--version", read_only=True)
