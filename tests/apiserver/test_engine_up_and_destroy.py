@@ -17,17 +17,15 @@ import boto3
 import pytest
 from pulumi import automation as auto
 
+import engine
 from testbed.apiserver import instance_without_awaiting
 from testbed.harness import ROOT
 from testbed.stacks import stack_file_config
+from testbed.toolchain import pulumi_bin_or_skip
 
 pytestmark = pytest.mark.slow
 
-engine = pytest.importorskip("engine")
-try:
-    BIN = engine.pulumi_bin()
-except engine.ToolchainMissing as error:
-    pytest.skip(str(error), allow_module_level=True)
+BIN = pulumi_bin_or_skip()
 
 ACCESS_KEY, SECRET_KEY = "engine-access-key", "engine-secret-key"
 POD_S3_ENDPOINT = "http://s3.airflow-platform.test:9000"

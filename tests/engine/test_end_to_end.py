@@ -26,16 +26,11 @@ from pulumi import automation as auto
 import engine
 from envs.naming import branch_instance_name
 from testbed.harness import ROOT
+from testbed.toolchain import pulumi_bin_or_skip
 
 pytestmark = pytest.mark.slow
 
-try:
-    engine.pulumi_bin()
-except engine.ToolchainMissing as missing:
-    reason = os.environ.get("AIRFLOW_PLATFORM_TOOLCHAIN_MISSING", str(missing))
-    if os.environ.get("AIRFLOW_PLATFORM_E2E") == "require":
-        raise RuntimeError(reason) from missing
-    pytest.skip(reason, allow_module_level=True)
+pulumi_bin_or_skip()
 
 ACCESS_KEY, SECRET_KEY = "e2e-access-key", "e2e-secret-key-must-stay-encrypted"
 # One key per job (the provisioning key never reaches a pod); moto accepts any key.

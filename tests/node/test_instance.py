@@ -11,16 +11,14 @@ import time
 
 import pytest
 
+import engine
 from testbed.node.database import cnpg_items
 from testbed.node.instance import aws_client, items, object_keys
+from testbed.toolchain import pulumi_bin_or_skip
 
 pytestmark = pytest.mark.slow
 
-engine = pytest.importorskip("engine")
-try:
-    engine.pulumi_bin()
-except engine.ToolchainMissing as error:
-    pytest.skip(str(error), allow_module_level=True)
+pulumi_bin_or_skip()
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 

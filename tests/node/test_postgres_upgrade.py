@@ -25,19 +25,17 @@ import pytest
 import requests
 from pulumi import automation as auto
 
+import engine
 from components import images
 from envs.template import dev_template
 from images import standins
 from testbed.node import database as db
 from testbed.node.instance import Airflow, items, open_branch_stack, service_url, set_config
+from testbed.toolchain import pulumi_bin_or_skip
 
 pytestmark = pytest.mark.slow
 
-engine = pytest.importorskip("engine")
-try:
-    engine.pulumi_bin()
-except engine.ToolchainMissing as error:
-    pytest.skip(str(error), allow_module_level=True)
+pulumi_bin_or_skip()
 
 OLD, NEW = standins.PREVIOUS_POSTGRES_MAJOR, standins.POSTGRES_MAJOR
 BRANCH_POSTGRES = dev_template()["postgres"]  # what open_branch_stack sets

@@ -28,19 +28,17 @@ import pytest
 import requests
 from pulumi import automation as auto
 
+import engine
 from components import kube
 from components.settings import Settings
 from images import standins
 from testbed.node import database as db
 from testbed.node.instance import Airflow, items, open_branch_stack, service_url, set_config
+from testbed.toolchain import pulumi_bin_or_skip
 
 pytestmark = pytest.mark.slow
 
-engine = pytest.importorskip("engine")
-try:
-    engine.pulumi_bin()
-except engine.ToolchainMissing as error:
-    pytest.skip(str(error), allow_module_level=True)
+pulumi_bin_or_skip()
 
 
 PREVIOUS = standins.PREVIOUS_AIRFLOW_VERSION  # the airflow-previous image's (images/airflow/requirements-3.2.txt)

@@ -14,15 +14,11 @@ from pulumi.runtime import rpc
 
 import engine
 from testbed.harness import ROOT
+from testbed.toolchain import pulumi_bin_or_skip
 
 pytestmark = pytest.mark.slow
 
-try:
-    BIN = engine.pulumi_bin()
-except engine.ToolchainMissing as missing:
-    if os.environ.get("AIRFLOW_PLATFORM_E2E") == "require":
-        raise RuntimeError(str(missing)) from missing
-    pytest.skip(str(missing), allow_module_level=True)
+BIN = pulumi_bin_or_skip()
 
 ENV = {**os.environ, **engine.OFFLINE}
 
