@@ -152,6 +152,17 @@ class Airflow:
         token.raise_for_status()
         self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
+    def login_within(self, timeout: float) -> None:
+        """login, retried while the api-server restarts or its database is away (an update, an upgrade)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.login()
+            except requests.RequestException as error:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no login in {timeout:.0f}s: {error}") from error
+                time.sleep(2)
+
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.session.get(f"{self.base}/api/v2{path}", timeout=30, **kwargs)
 

@@ -30,6 +30,7 @@ from components import images
 from envs.template import dev_template
 from images import standins
 from testbed.node import database as db
+from testbed.node.diagnose import seen
 from testbed.node.instance import Airflow, items, open_branch_stack, service_url, set_config
 from testbed.toolchain import pulumi_bin_or_skip
 
@@ -53,8 +54,7 @@ def _postgres(version: int) -> dict:
 
 
 def _seen(node, namespace: str) -> str:
-    done = node.kubectl("get", "clusters,jobs,pods,events", "-o", "wide", "-n", namespace)
-    return f"kubectl get clusters,jobs,pods,events:\n{done.stdout}{done.stderr}"
+    return seen(node, namespace, "clusters,jobs,pods,events")
 
 
 def _cluster(node, namespace: str) -> dict:
@@ -124,15 +124,10 @@ class Instance:
         self.upgraded = False
 
     def login(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.airflow.login()
-                return
-            except Exception as error:  # the api-server may restart while the database is away
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no login in {timeout}s: {error}\n{_seen(self.node, self.namespace)}")
-                time.sleep(3)
+        try:
+            self.airflow.login_within(timeout)  # the api-server may restart while the database is away
+        except AssertionError as error:
+            pytest.fail(f"{error}\n{_seen(self.node, self.namespace)}")
 
     def served(self, path: str, timeout: float = 180) -> tuple[dict, list[str], float]:
         """The API's answer to GET `path` once it is a success, what it answered before, and how long that took:

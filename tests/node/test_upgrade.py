@@ -25,7 +25,6 @@ import time
 from datetime import datetime
 
 import pytest
-import requests
 from pulumi import automation as auto
 
 import engine
@@ -33,6 +32,7 @@ from components import kube
 from components.settings import Settings
 from images import standins
 from testbed.node import database as db
+from testbed.node.diagnose import seen
 from testbed.node.instance import Airflow, items, open_branch_stack, service_url, set_config
 from testbed.toolchain import pulumi_bin_or_skip
 
@@ -75,21 +75,6 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _seen(node, namespace: str | None) -> str:
-    """What the cluster shows of a stack that did not come up: its objects and events, and the last lines each
-    restarted or failed container wrote before it exited."""
-    where = ["-n", namespace] if namespace else ["-A"]
-    done = node.kubectl("get", "pods,jobs,deployments,events", "-o", "wide", *where)
-    seen = [f"kubectl get pods,jobs,deployments,events:\n{done.stdout}{done.stderr}"]
-    for pod in items(node.api, f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"):
-        for status in pod["status"].get("containerStatuses") or []:
-            if status.get("restartCount") or (status["state"].get("terminated") or {}).get("exitCode"):
-                logs = node.kubectl("logs", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                    "-c", status["name"], "--tail=40", *(["--previous"] if status.get("restartCount") else []))
-                seen.append(f"logs of {pod['metadata']['name']}/{status['name']}:\n{logs.stdout}{logs.stderr}")
-    return "\n".join(seen)
-
-
 # --- the stack at the previous version --------------------------------------------------------------------------
 
 
@@ -105,21 +90,16 @@ class Upgrade:
 
     def login(self, timeout: float = 120) -> None:
         """A new token: an update restarts the api-server, which may take a moment to answer again."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.airflow.login()
-                return
-            except requests.RequestException as error:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no login in {timeout}s: {error}\n{_seen(self.node, self.namespace)}")
-                time.sleep(2)
+        try:
+            self.airflow.login_within(timeout)
+        except AssertionError as error:
+            pytest.fail(f"{error}\n{seen(self.node, self.namespace)}")
 
     def run_to_end(self, dag_id: str, run_id: str, timeout: float) -> str:
         try:
             return self.airflow.run_to_end(dag_id, run_id, timeout=timeout)
         except AssertionError as stuck:
-            pytest.fail(f"{stuck}\n{_seen(self.node, self.namespace)}")
+            pytest.fail(f"{stuck}\n{seen(self.node, self.namespace)}")
 
     def state_resources(self) -> list[dict]:
         return (self.stack.export_stack().deployment or {}).get("resources") or []
@@ -137,7 +117,7 @@ def previous(node, s3_on_bridge, dag_repo, tmp_path_factory):
         try:
             up = stack.up(color="never", on_output=print)
         except Exception:
-            print(_seen(node, None))
+            print(seen(node, None))
             raise
         print(f"\nup of {name} at Airflow {PREVIOUS}: {time.monotonic() - started:.0f}s, {up.summary.resource_changes}")
         it = Upgrade(node, stack, up)
@@ -264,7 +244,7 @@ def _start_long_run(it: Upgrade) -> str:
     deadline = time.monotonic() + 240
     while (ti := it.airflow.task_instance(LONG_DAG, run_id, LONG_TASK)).get("state") != "running":
         if time.monotonic() > deadline:
-            pytest.fail(f"{LONG_DAG}'s task never ran: {ti}\n{_seen(it.node, it.namespace)}")
+            pytest.fail(f"{LONG_DAG}'s task never ran: {ti}\n{seen(it.node, it.namespace)}")
         time.sleep(1)
     return run_id
 
@@ -318,7 +298,7 @@ def test_the_upgrade_migrates_before_any_new_pod_keeps_the_history_and_the_run_i
     try:
         up = it.stack.up(color="never", on_output=print)
     except Exception:
-        print(_seen(node, namespace))
+        print(seen(node, namespace))
         raise
     ended = time.time()
     print(f"\nup {PREVIOUS} -> {CURRENT}, {LONG_DAG} in flight: {ended - began:.0f}s, {up.summary.resource_changes}")
@@ -327,9 +307,9 @@ def test_the_upgrade_migrates_before_any_new_pod_keeps_the_history_and_the_run_i
     # The new migration Job ran (and the old one is gone), and completed before any pod of the new image began.
     jobs = {j["metadata"]["name"]: j for j in items(node.api, f"/apis/batch/v1/namespaces/{namespace}/jobs")}
     new_job, old_job = kube.migration_job_name(it.instance, CURRENT), kube.migration_job_name(it.instance, PREVIOUS)
-    assert new_job in jobs and old_job not in jobs, (sorted(jobs), _seen(node, namespace))
+    assert new_job in jobs and old_job not in jobs, (sorted(jobs), seen(node, namespace))
     status = jobs[new_job]["status"]
-    assert status.get("succeeded") == 1 and status.get("completionTime"), (status, _seen(node, namespace))
+    assert status.get("succeeded") == 1 and status.get("completionTime"), (status, seen(node, namespace))
     migrated = _time(status["completionTime"])
     pods = items(node.api, f"/api/v1/namespaces/{namespace}/pods")
     new_pods = [p for p in pods if _image(CURRENT) in _pod_images(p)
@@ -341,7 +321,7 @@ def test_the_upgrade_migrates_before_any_new_pod_keeps_the_history_and_the_run_i
                         f"{started} ({(_time(started) - migrated).total_seconds():+.0f}s after the migration)")
     print("\n".join(timeline))
     components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in new_pods}
-    assert set(AIRFLOW_COMPONENTS) <= components, (components, _seen(node, namespace))
+    assert set(AIRFLOW_COMPONENTS) <= components, (components, seen(node, namespace))
     for pod in new_pods:
         # Kubernetes keeps these times to the second: equal means within the same second, after the completion
         # Pulumi waited for before it changed any Deployment.
