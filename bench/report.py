@@ -163,9 +163,10 @@ def write(r: dict, out: Path) -> None:
     ci_runs = json.loads(CI_TIMES.read_text()) if CI_TIMES.exists() else []
     if ci_runs:
         lines += [
-            "CI's own command, `bash .ci/run`, on a clean clone (`python -m bench.ci_times [--cold]`; warm: this "
-            "machine's build caches; cold: every cache empty, only the Debian packages already installed). CI's "
-            "limit is 90 minutes.",
+            "CI's own command, `bash .ci/run`, on a clean clone (`python -m bench.ci_times [--cold] [--setup-only]`; "
+            "warm: this machine's build caches; cold: every cache empty, only the Debian packages already installed; "
+            "set-up: .ci/run's set-up alone, then the tests are collected, not run; a cold run takes about a cold "
+            "set-up plus a warm run). CI's limit is 90 minutes.",
             "",
             "| run | commit | wall | exit | tests | when | load after |",
             "| --- | --- | --- | --- | --- | --- | --- |",

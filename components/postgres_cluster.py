@@ -43,8 +43,9 @@ CATALOG_REFRESH_SECONDS = 300
 # A restart (a setting that needs one, the backup sidecar's arrival, a minor or major upgrade) begins with a smart
 # shutdown, which waits for every client to leave and meanwhile refuses new connections. PgBouncer never leaves:
 # it keeps its server connections for server_idle_timeout (600 s). So CloudNativePG's default window (180 s) was
-# always spent in full before its fast shutdown (seen on the test node: turning backups on took 3.5 min), with
-# Airflow's new connections refused throughout. After a short window the fast shutdown comes as it did at 180 s.
+# always spent in full before its fast shutdown, with Airflow's new connections refused throughout. After a short
+# window the fast shutdown comes as it did at 180 s. On the test node, turning backups on took 3.5 min at the
+# default and 48 s with this; a 15 to 17 major upgrade 237 s and 65 s.
 SMART_SHUTDOWN_SECONDS = 15
 
 
